@@ -1,0 +1,72 @@
+"""gunicorn settings for one instance of the todo app (shipped with each release).
+
+supervisor starts every instance with ``-c /srv/todo/current/gunicorn.conf.py``
+and passes the per-host knobs in its environment:
+
+- ``TODO_INSTANCE``  instance name, e.g. ``todo-0``: names the socket and logs;
+- ``TODO_WORKERS``   worker processes of this instance (default 2);
+- ``TODO_ENV_FILE``  secrets file (default ``/etc/todo/todo.env``, root:todo 0640).
+
+Settings are from the gunicorn docs (https://docs.gunicorn.org/en/stable/settings.html)
+and its deploy guide; the values are explained in README, "Settings".
+"""
+
+import os
+from pathlib import Path
+
+RELEASE_DIR = Path(__file__).resolve().parent
+INSTANCE = os.environ.get("TODO_INSTANCE", "todo-0")
+RUN_DIR = "/run/todo"
+
+
+def _load_env_file(path):
+    """Export KEY=VALUE lines of ``path`` (secrets generated on the server) to os.environ."""
+    with open(path, encoding="utf-8") as env:
+        for line in env:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                key, _, value = line.partition("=")
+                os.environ[key.strip()] = value.strip()
+
+
+_load_env_file(os.environ.get("TODO_ENV_FILE", "/etc/todo/todo.env"))
+# libpq reads the password from PGPASSWORD, so it never appears in a URL or argv.
+os.environ["PGPASSWORD"] = os.environ.pop("TODO_DATABASE_PASSWORD", "")
+os.environ.setdefault(
+    "TODO_DATABASE_URL",
+    # connect_timeout (s) and statement_timeout make a dead or hung database fail fast.
+    "postgresql://todo@/todo?host=/var/run/postgresql&connect_timeout=3"
+    "&options=-c%20statement_timeout%3D5s",
+)
+os.environ["TODO_RELEASE"] = RELEASE_DIR.name
+os.environ["TODO_INSTANCE"] = INSTANCE
+
+wsgi_app = "todo:create_app()"
+chdir = str(RELEASE_DIR)
+proc_name = INSTANCE
+
+# A unix socket only, never 0.0.0.0 (the proxy could be bypassed).
+bind = [f"unix:{RUN_DIR}/{INSTANCE}.sock"]
+# 0o007: socket srw-rw---- todo:www-data (the setgid run dir gives the group).
+umask = 0o007
+# gunicorn >= 25 opens a control socket under $HOME by default: keep it in the run dir.
+control_socket = f"{RUN_DIR}/{INSTANCE}.ctl"
+
+workers = int(os.environ.get("TODO_WORKERS", "2"))
+worker_class = "sync"
+# Heartbeat files on tmpfs: a full or slow disk must not get workers killed.
+worker_tmp_dir = "/dev/shm"
+# Off: each worker imports the app (and opens its DB pool) after the fork; HUP reloads code.
+preload_app = False
+# Seconds: a request running longer is aborted and its worker replaced.
+timeout = 30
+# Seconds a worker gets to finish in-flight requests on HUP/TERM (supervisor waits longer).
+graceful_timeout = 20
+# Seconds to hold an idle keep-alive connection from nginx.
+keepalive = 2
+
+# Logs go to stdout/stderr; supervisor writes and rotates them in /var/log/todo.
+accesslog = "-"
+errorlog = "-"
+loglevel = "info"
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms pid=%(p)s'

@@ -1,0 +1,2 @@
+-- Drop the todo table.
+DROP TABLE todo;

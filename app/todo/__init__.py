@@ -1,0 +1,51 @@
+"""The todo application: a Flask app on PostgreSQL, served by gunicorn behind nginx."""
+
+import os
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+csrf = CSRFProtect()
+
+
+def create_app(test_config=None):
+    """Create and configure the app.
+
+    Settings come from ``TODO_*`` environment variables (``TODO_SECRET_KEY``,
+    ``TODO_DATABASE_URL``, ``TODO_RELEASE``, ``TODO_INSTANCE``), or from
+    ``test_config`` in tests. Raises RuntimeError without a SECRET_KEY or a
+    DATABASE_URL, so a misconfigured instance never starts with a weak key.
+    """
+    app = Flask(__name__)
+    app.config.from_mapping(
+        SECRET_KEY=None,
+        DATABASE_URL=None,
+        RELEASE="dev",
+        INSTANCE=os.uname().nodename,
+        # Same limit as nginx's client_max_body_size (bytes).
+        MAX_CONTENT_LENGTH=16 * 1024,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        # Seconds a request waits for a pooled connection before a 503.
+        DB_POOL_TIMEOUT=5.0,
+        DB_POOL_MAX_SIZE=4,
+    )
+    # loads=str: every value stays a string (json.loads would turn "1e5" into a float).
+    app.config.from_prefixed_env("TODO", loads=str)
+    if test_config is not None:
+        app.config.from_mapping(test_config)
+    for key in ("SECRET_KEY", "DATABASE_URL"):
+        if not app.config.get(key):
+            raise RuntimeError(f"{key} is not set: export TODO_{key} (see README, 'Settings')")
+
+    # Exactly one proxy (nginx) sits in front of the app.
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
+    csrf.init_app(app)
+
+    from . import db, errors, todos
+
+    db.init_app(app)
+    errors.init_app(app)
+    app.register_blueprint(todos.bp)
+    return app

@@ -1,0 +1,172 @@
+"""The todo app against a real PostgreSQL: every route, good and bad input."""
+
+import re
+
+import pytest
+
+from todo import create_app
+
+
+def csrf_token(client):
+    """Fetch the list page and return its CSRF token."""
+    page = client.get("/").get_data(as_text=True)
+    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+
+
+def add(client, text):
+    """POST the add form with a valid token."""
+    return client.post("/todos", data={"text": text, "csrf_token": csrf_token(client)})
+
+
+def rows(db):
+    """All todos in the database as (text, done), oldest first."""
+    return db.execute("SELECT text, done FROM todo ORDER BY id").fetchall()
+
+
+def test_create_app_refuses_to_start_without_secret_key(database_url):
+    with pytest.raises(RuntimeError, match="SECRET_KEY"):
+        create_app({"DATABASE_URL": database_url})
+
+
+def test_create_app_refuses_to_start_without_database_url():
+    with pytest.raises(RuntimeError, match="DATABASE_URL"):
+        create_app({"SECRET_KEY": "x"})
+
+
+def test_settings_come_from_environment(monkeypatch, database_url):
+    monkeypatch.setenv("TODO_SECRET_KEY", "1e5")
+    monkeypatch.setenv("TODO_DATABASE_URL", database_url)
+    monkeypatch.setenv("TODO_RELEASE", "r42")
+    app = create_app()
+    assert app.config["SECRET_KEY"] == "1e5"  # stays a string
+    assert app.config["RELEASE"] == "r42"
+
+
+def test_index_empty(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    assert "Nothing to do." in response.get_data(as_text=True)
+
+
+def test_add_then_listed_newest_first(client, db):
+    assert add(client, "first").status_code == 303
+    assert add(client, "  second  ").status_code == 303
+    page = client.get("/").get_data(as_text=True)
+    assert page.index("second") < page.index("first")
+    assert rows(db) == [("first", False), ("second", False)]
+
+
+def test_add_follows_redirect_with_flash(client):
+    response = client.post("/todos", data={"text": "x", "csrf_token": csrf_token(client)}, follow_redirects=True)
+    assert response.status_code == 200
+    assert "Added." in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("", "Write something to do."), ("   ", "Write something to do."), ("x" * 501, "between 1 and 500")],
+    ids=["empty", "blank", "too-long"],
+)
+def test_add_bad_text_is_400_and_writes_nothing(client, db, text, message):
+    response = add(client, text)
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
+    assert rows(db) == []
+
+
+def test_add_500_characters_is_accepted(client, db):
+    assert add(client, "y" * 500).status_code == 303
+    assert rows(db) == [("y" * 500, False)]
+
+
+def test_add_without_csrf_token_is_400_and_writes_nothing(client, db):
+    response = client.post("/todos", data={"text": "sneaky"})
+    assert response.status_code == 400
+    assert rows(db) == []
+
+
+def test_toggle_marks_done_and_back(client, db):
+    add(client, "walk")
+    token = csrf_token(client)
+    assert client.post("/todos/1/toggle", data={"csrf_token": token}).status_code == 303
+    assert rows(db) == [("walk", True)]
+    assert 'class="done"' in client.get("/").get_data(as_text=True)
+    client.post("/todos/1/toggle", data={"csrf_token": token})
+    assert rows(db) == [("walk", False)]
+
+
+def test_delete(client, db):
+    add(client, "gone")
+    assert client.post("/todos/1/delete", data={"csrf_token": csrf_token(client)}).status_code == 303
+    assert rows(db) == []
+
+
+@pytest.mark.parametrize("action", ["toggle", "delete"])
+def test_unknown_todo_is_404(client, db, action):
+    add(client, "keep")
+    response = client.post(f"/todos/999/{action}", data={"csrf_token": csrf_token(client)})
+    assert response.status_code == 404
+    assert "There is no todo 999." in response.get_data(as_text=True)
+    assert rows(db) == [("keep", False)]
+
+
+@pytest.mark.parametrize("action", ["toggle", "delete"])
+def test_action_without_csrf_token_is_400_and_changes_nothing(client, db, action):
+    add(client, "keep")
+    assert client.post(f"/todos/1/{action}").status_code == 400
+    assert rows(db) == [("keep", False)]
+
+
+@pytest.mark.parametrize(("method", "path"), [("get", "/todos"), ("put", "/todos"), ("get", "/todos/1/delete")])
+def test_wrong_method_is_405(client, method, path):
+    response = getattr(client, method)(path)
+    assert response.status_code == 405
+    assert "405 Method Not Allowed" in response.get_data(as_text=True)
+
+
+def test_unknown_page_is_404_page(client):
+    response = client.get("/nope")
+    assert response.status_code == 404
+    assert "Back to the list" in response.get_data(as_text=True)
+
+
+def test_body_over_limit_is_413(client, db):
+    response = client.post("/todos", data={"text": "z" * 20000, "csrf_token": csrf_token(client)})
+    assert response.status_code == 413
+    assert rows(db) == []
+
+
+def test_xss_payload_is_shown_as_text(client):
+    add(client, "<script>alert(1)</script>")
+    page = client.get("/").get_data(as_text=True)
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_healthz_ok(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json == {"status": "ok"}
+
+
+def test_healthz_503_when_database_unreachable(pg_server):
+    app = create_app(
+        {
+            "SECRET_KEY": "x",
+            "DATABASE_URL": f"postgresql://postgres@/nosuchdb?host={pg_server}&connect_timeout=1",
+            "DB_POOL_TIMEOUT": 1.0,
+        }
+    )
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.json["status"] == "unavailable"
+    page = app.test_client().get("/")
+    assert page.status_code == 503
+    assert "database is unavailable" in page.get_data(as_text=True)
+
+
+def test_version_names_release_and_instance(database_url):
+    app = create_app({"SECRET_KEY": "x", "DATABASE_URL": database_url, "RELEASE": "r1", "INSTANCE": "todo-1"})
+    body = app.test_client().get("/version").json
+    assert body["release"] == "r1" and body["instance"] == "todo-1" and body["pid"] > 0
+
