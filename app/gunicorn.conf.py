@@ -35,8 +35,7 @@ os.environ["PGPASSWORD"] = os.environ.pop("TODO_DATABASE_PASSWORD", "")
 os.environ.setdefault(
     "TODO_DATABASE_URL",
     # connect_timeout (s) and statement_timeout make a dead or hung database fail fast.
-    "postgresql://todo@/todo?host=/var/run/postgresql&connect_timeout=3"
-    "&options=-c%20statement_timeout%3D5s",
+    "postgresql://todo@/todo?host=/var/run/postgresql&connect_timeout=3&options=-c%20statement_timeout%3D5s",
 )
 os.environ["TODO_RELEASE"] = RELEASE_DIR.name
 os.environ["TODO_INSTANCE"] = INSTANCE

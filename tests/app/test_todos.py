@@ -169,4 +169,3 @@ def test_version_names_release_and_instance(database_url):
     app = create_app({"SECRET_KEY": "x", "DATABASE_URL": database_url, "RELEASE": "r1", "INSTANCE": "todo-1"})
     body = app.test_client().get("/version").json
     assert body["release"] == "r1" and body["instance"] == "todo-1" and body["pid"] > 0
-
