@@ -11,6 +11,7 @@ Settings are from the gunicorn docs (https://docs.gunicorn.org/en/stable/setting
 and its deploy guide; the values are explained in README, "Settings".
 """
 
+import grp
 import os
 from pathlib import Path
 
@@ -46,8 +47,10 @@ proc_name = INSTANCE
 
 # A unix socket only, never 0.0.0.0 (the proxy could be bypassed).
 bind = [f"unix:{RUN_DIR}/{INSTANCE}.sock"]
-# 0o007: socket srw-rw---- todo:www-data (the setgid run dir gives the group).
+# Not world-writable (gunicorn's default umask 0 makes the socket 0777).
 umask = 0o007
+# Group that may connect to the sockets: nginx's workers.
+SOCKET_GROUP = os.environ.get("TODO_SOCKET_GROUP", "www-data")
 # gunicorn >= 25 opens a control socket under $HOME by default: keep it in the run dir.
 control_socket = f"{RUN_DIR}/{INSTANCE}.ctl"
 
@@ -63,6 +66,18 @@ timeout = 30
 graceful_timeout = 20
 # Seconds to hold an idle keep-alive connection from nginx.
 keepalive = 2
+
+
+
+def when_ready(server):
+    """Hand each socket to nginx's group, srw-rw---- (gunicorn chowns it to its own group on bind)."""
+    gid = grp.getgrnam(SOCKET_GROUP).gr_gid
+    for address in bind:
+        path = address.removeprefix("unix:")
+        os.chown(path, -1, gid)
+        os.chmod(path, 0o660)
+        server.log.info("socket %s: group %s, mode 0660", path, SOCKET_GROUP)
+
 
 # Logs go to stdout/stderr; supervisor writes and rotates them in /var/log/todo.
 accesslog = "-"

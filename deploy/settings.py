@@ -1,0 +1,62 @@
+"""Deploy settings: the defaults, one line each, overridable per host or group in the inventory."""
+
+import hashlib
+from pathlib import Path
+
+from pyinfra import host
+
+REPO = Path(__file__).resolve().parent.parent
+
+DEFAULTS = {
+    # The one name: system user, /srv/<app>, /etc/<app>, /var/log/<app>, supervisor program, nginx site, DB role+db.
+    "app_name": "todo",
+    # gunicorn instances (each a master with its workers) behind the nginx upstream.
+    "instances": 2,
+    # Workers per instance; None: (2 x cores + 1) split over the instances, at least 2 (gunicorn docs, "design").
+    "workers_per_instance": None,
+    # Names nginx answers to; None: the host's address from the inventory. Others get 444.
+    "server_names": None,
+    # Largest request body, bytes; nginx client_max_body_size and Flask MAX_CONTENT_LENGTH agree.
+    "max_body_bytes": 16 * 1024,
+    # Releases kept under /srv/<app>/releases (the current one always among them).
+    "keep_releases": 5,
+    # Seconds to wait for an instance's /healthz after (re)starting it.
+    "health_timeout": 30,
+    # Debian 12 ships PostgreSQL 15.
+    "postgresql_version": 15,
+}
+
+
+def setting(name):
+    """Return a setting for the current host: inventory data first, then DEFAULTS."""
+    value = host.data.get(name)
+    return DEFAULTS[name] if value is None else value
+
+
+def workers_per_instance(cores):
+    """Workers per gunicorn instance for a host with ``cores`` CPUs."""
+    explicit = setting("workers_per_instance")
+    if explicit:
+        return int(explicit)
+    return max(2, -(-(2 * cores + 1) // int(setting("instances"))))
+
+
+def server_names():
+    """The names nginx answers to for this host."""
+    names = setting("server_names")
+    if names:
+        return list(names)
+    return [host.data.get("ssh_hostname") or host.name]
+
+
+def release_id(app_dir=REPO / "app"):
+    """A release id from the app's content: the same tree gives the same id (so re-runs change nothing)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in app_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(str(path.relative_to(app_dir)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def migration_ids(app_dir=REPO / "app"):
+    """yoyo migration ids shipped with the app (file names without .sql, rollbacks excluded)."""
+    return sorted(p.stem for p in (app_dir / "migrations").glob("*.sql") if not p.stem.endswith(".rollback"))
