@@ -68,7 +68,6 @@ graceful_timeout = 20
 keepalive = 2
 
 
-
 def when_ready(server):
     """Hand each socket to nginx's group, srw-rw---- (gunicorn chowns it to its own group on bind)."""
     gid = grp.getgrnam(SOCKET_GROUP).gr_gid

@@ -84,7 +84,7 @@ secrets = server.shell(
     name=f"Ensure {ENV_FILE} holds the secrets (generated once, root:{APP} 0640).",
     commands=[
         f"umask 027; rand() {{ od -An -tx1 -N\"$1\" /dev/urandom | tr -d ' \\n'; }}; "
-        f"printf 'TODO_SECRET_KEY=%s\\nTODO_DATABASE_PASSWORD=%s\\n' \"$(rand 32)\" \"$(rand 24)\" > {ENV_FILE}.new "
+        f'printf \'TODO_SECRET_KEY=%s\\nTODO_DATABASE_PASSWORD=%s\\n\' "$(rand 32)" "$(rand 24)" > {ENV_FILE}.new '
         f"&& chown root:{APP} {ENV_FILE}.new && chmod 0640 {ENV_FILE}.new && mv {ENV_FILE}.new {ENV_FILE}"
     ],
     _if=lambda: host.get_fact(File, path=ENV_FILE) is None,
@@ -130,7 +130,7 @@ server.shell(
     name=f"Set the {APP} role's password from {ENV_FILE}.",
     # printf is a shell builtin: the password never appears in a process's arguments.
     commands=[
-        f". {ENV_FILE} && printf \"ALTER ROLE {APP} WITH LOGIN PASSWORD '%s';\\n\" \"$TODO_DATABASE_PASSWORD\" "
+        f'. {ENV_FILE} && printf "ALTER ROLE {APP} WITH LOGIN PASSWORD \'%s\';\\n" "$TODO_DATABASE_PASSWORD" '
         "| runuser -u postgres -- psql -q -v ON_ERROR_STOP=1"
     ],
     _if=any_changed(secrets, role),
@@ -203,8 +203,8 @@ server.shell(
 server.shell(
     name="Restart the gunicorn instances one at a time, each healthy before the next.",
     commands=[
-        f"supervisorctl restart {APP}:{APP}-{n} && cd {SRV}/current && venv/bin/python -m {APP}.healthcheck /run/{APP}/{APP}-{n}.sock "
-        f"--timeout {setting('health_timeout')}"
+        f"supervisorctl restart {APP}:{APP}-{n} && cd {SRV}/current && "
+        f"venv/bin/python -m {APP}.healthcheck /run/{APP}/{APP}-{n}.sock --timeout {setting('health_timeout')}"
         for n in range(INSTANCES)
     ],
     _if=lambda: (switch.did_change() or build.did_change()) and not program.did_change(),
@@ -222,9 +222,7 @@ server.shell(
 # --- nginx --------------------------------------------------------------------------------------
 
 nginx_files = [
-    files.put(
-        name="Ensure /etc/nginx/nginx.conf.", src="nginx/nginx.conf", dest="/etc/nginx/nginx.conf", mode="644"
-    ),
+    files.put(name="Ensure /etc/nginx/nginx.conf.", src="nginx/nginx.conf", dest="/etc/nginx/nginx.conf", mode="644"),
     *(
         files.put(
             name=f"Ensure nginx snippet {snippet}.",
@@ -246,7 +244,9 @@ nginx_files = [
         path=f"/etc/nginx/sites-enabled/{APP}.conf",
         target=f"/etc/nginx/sites-available/{APP}.conf",
     ),
-    files.link(name="Ensure the stock default site is disabled.", path="/etc/nginx/sites-enabled/default", present=False),
+    files.link(
+        name="Ensure the stock default site is disabled.", path="/etc/nginx/sites-enabled/default", present=False
+    ),
 ]
 nginx_changed = any_changed(*nginx_files)
 server.shell(name="Validate the nginx configuration (nginx -t).", commands=["nginx -t -q"], _if=nginx_changed)

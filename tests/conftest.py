@@ -1,0 +1,24 @@
+"""Shared test settings: where the machine under test is, and the guard against leaks."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+#: Address of the machine under test (the local machine or a Vagrant VM).
+ADDRESS = os.environ.get("TODO_TEST_ADDRESS", "192.168.56.10")
+
+
+@pytest.fixture(scope="session")
+def machine_address():
+    """The machine's address, once its route is proven local (no gateway): else stop the run.
+
+    With the machine down, packets to 192.168.56.10 would follow the default route off
+    this box, which is forbidden; scripts/machine check-route is the one guard for that.
+    """
+    check = subprocess.run([str(REPO / "scripts/machine"), "check-route", ADDRESS], capture_output=True, text=True)
+    if check.returncode != 0:
+        pytest.exit(check.stderr.strip(), returncode=3)
+    return ADDRESS

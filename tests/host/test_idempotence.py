@@ -1,0 +1,40 @@
+"""Provisioning again changes nothing and restarts nothing (same PIDs)."""
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from tests.conftest import REPO
+
+#: What scripts/provision is pointed at for the re-run (local machine by default).
+TARGET = os.environ.get("TODO_PROVISION_TARGET", "local")
+
+
+def service_pids(host):
+    """PIDs of every long-running process of the stack."""
+    pids = {
+        "nginx": host.process.get(user="root", comm="nginx").pid,
+        "supervisord": host.process.get(comm="supervisord").pid,
+        "postgres": int(host.check_output("head -1 /var/lib/postgresql/15/main/postmaster.pid")),
+    }
+    for line in host.check_output("supervisorctl status").splitlines():
+        name, state, *rest = line.split()
+        pids[name] = re.search(r"pid (\d+)", line).group(1) if state == "RUNNING" else state
+    return pids
+
+
+@pytest.mark.destructive
+def test_second_provision_changes_nothing_and_restarts_nothing(host):
+    before = service_pids(host)
+    run = subprocess.run(
+        [str(REPO / "scripts/provision"), TARGET], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO
+    )
+    assert run.returncode == 0, run.stdout[-3000:]
+    # pyinfra's results table: "Grand total  <ops>  <success>  <error>  <no change>"
+    total = re.search(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\d+)", run.stdout)
+    assert total, run.stdout[-2000:]
+    ops, changed, errors, unchanged = total.groups()
+    assert (changed, errors) == ("-", "-") and ops == unchanged, total.group(0)
+    assert service_pids(host) == before
