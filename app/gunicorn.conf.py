@@ -82,4 +82,5 @@ def when_ready(server):
 accesslog = "-"
 errorlog = "-"
 loglevel = "info"
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms pid=%(p)s'
+# xff: the X-Forwarded-For header as received, to audit that nginx overwrites a forged one.
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms pid=%(p)s xff=%({x-forwarded-for}i)s'
