@@ -2,21 +2,17 @@
 
 Run through scripts/provision (``pyinfra INVENTORY deploy/deploy.py``). Every step is
 "ensure X"; services reload only when something they depend on changed, so a second
-run reports no changes. Settings and their defaults: deploy/settings.py.
+run reports no changes. Settings and their defaults: deploy/settings.py. pyinfra runs
+from the repo root (scripts/provision), which it puts on sys.path for `deploy.*`.
 """
 
-import sys
-from pathlib import Path
+from pyinfra import host
+from pyinfra.facts.files import File
+from pyinfra.operations import apt, files, postgres, server, systemd
+from pyinfra.operations.util import any_changed
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from pyinfra import host  # noqa: E402
-from pyinfra.facts.files import File  # noqa: E402
-from pyinfra.operations import apt, files, postgres, server, systemd  # noqa: E402
-from pyinfra.operations.util import any_changed  # noqa: E402
-
-from deploy.facts import AppliedMigrations, CpuCount, SymlinkTarget  # noqa: E402
-from deploy.settings import migration_ids, release_id, server_names, setting, workers_per_instance  # noqa: E402
+from deploy.facts import AppliedMigrations, CpuCount, SymlinkTarget
+from deploy.settings import migration_ids, release_id, server_names, setting, workers_per_instance
 
 APP = setting("app_name")
 INSTANCES = int(setting("instances"))
@@ -251,10 +247,9 @@ nginx_files = [
 nginx_changed = any_changed(*nginx_files)
 server.shell(name="Validate the nginx configuration (nginx -t).", commands=["nginx -t -q"], _if=nginx_changed)
 systemd.service(
-    name="Ensure nginx is running and enabled; reload it when its configuration changed.",
+    name="Reload nginx: its configuration changed and is valid.",
     service="nginx",
     running=True,
-    enabled=True,
     reloaded=True,
     _if=nginx_changed,
 )

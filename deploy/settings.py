@@ -18,8 +18,6 @@ DEFAULTS = {
     "server_names": None,
     # Largest request body, bytes; nginx client_max_body_size and Flask MAX_CONTENT_LENGTH agree.
     "max_body_bytes": 16 * 1024,
-    # Releases kept under /srv/<app>/releases (the current one always among them).
-    "keep_releases": 5,
     # Seconds to wait for an instance's /healthz after (re)starting it.
     "health_timeout": 30,
     # Debian 12 ships PostgreSQL 15.

@@ -38,3 +38,31 @@ def test_second_provision_changes_nothing_and_restarts_nothing(host):
     ops, changed, errors, unchanged = total.groups()
     assert (changed, errors) == ("-", "-") and ops == unchanged, total.group(0)
     assert service_pids(host) == before
+
+
+def dry_run_changes(output):
+    """Operations that pyinfra's dry run says it would change: rows of its 'Detected changes' table."""
+    table = output.split("--> Detected changes:", 1)[1].split("Detected changes may not include", 1)[0]
+    rows = [re.split(r"\s{2,}", line.strip()) for line in table.splitlines()[2:] if line.strip()]
+    return [row[0] for row in rows if row[1] != "-"]
+
+
+@pytest.mark.destructive
+def test_dry_run_shows_drift_and_changes_nothing(host):
+    def dry_run():
+        run = subprocess.run(
+            [str(REPO / "scripts/provision"), "--dry-run", TARGET],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stdout[-3000:]
+        return run.stdout
+
+    assert dry_run_changes(dry_run()) == []
+    host.run("echo '# drift' >> /etc/nginx/nginx.conf")
+    try:
+        output = dry_run()
+        assert dry_run_changes(output) == ["Ensure /etc/nginx/nginx.conf."]
+        assert "- # drift" in output  # the diff
+        assert host.file("/etc/nginx/nginx.conf").content_string.endswith("# drift\n")  # not applied
+    finally:
+        host.run("sed -i '/^# drift$/d' /etc/nginx/nginx.conf")

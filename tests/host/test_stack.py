@@ -134,10 +134,10 @@ def test_secrets_file_root_owned_readable_by_app_group_only(host):
 def test_current_points_to_a_built_release(host):
     current = host.file(f"/srv/{APP}/current")
     assert current.is_symlink
-    release = host.file(f"/srv/{APP}/{current.linked_to}") if not current.linked_to.startswith("/") else None
-    target = release or host.file(current.linked_to)
-    assert target.is_directory and host.file(f"{target.path}/.built").exists
-    assert host.file(f"{target.path}/venv/bin/gunicorn").exists
+    release = current.linked_to  # resolved, absolute
+    assert release.startswith(f"/srv/{APP}/releases/")
+    assert host.file(f"{release}/.built").exists
+    assert host.file(f"{release}/venv/bin/gunicorn").exists
 
 
 def test_release_code_not_writable_by_app_user(host):
