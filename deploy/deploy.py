@@ -196,22 +196,24 @@ server.shell(
     commands=["supervisorctl reread", f"supervisorctl update {APP}"],
     _if=program.did_change,
 )
+
+
+def health_check(n):
+    """Shell command: wait (health_timeout seconds) until instance ``n`` answers /healthz on its socket."""
+    return (
+        f"cd {SRV}/current && venv/bin/python -m {APP}.healthcheck /run/{APP}/{APP}-{n}.sock "
+        f"--timeout {setting('health_timeout')}"
+    )
+
+
 server.shell(
     name="Restart the gunicorn instances one at a time, each healthy before the next.",
-    commands=[
-        f"supervisorctl restart {APP}:{APP}-{n} && cd {SRV}/current && "
-        f"venv/bin/python -m {APP}.healthcheck /run/{APP}/{APP}-{n}.sock --timeout {setting('health_timeout')}"
-        for n in range(INSTANCES)
-    ],
+    commands=[f"supervisorctl restart {APP}:{APP}-{n} && {health_check(n)}" for n in range(INSTANCES)],
     _if=lambda: (switch.did_change() or build.did_change()) and not program.did_change(),
 )
 server.shell(
     name="Check every gunicorn instance answers its health check.",
-    commands=[
-        f"cd {SRV}/current && venv/bin/python -m {APP}.healthcheck /run/{APP}/{APP}-{n}.sock "
-        f"--timeout {setting('health_timeout')}"
-        for n in range(INSTANCES)
-    ],
+    commands=[health_check(n) for n in range(INSTANCES)],
     _if=any_changed(program, switch, build),
 )
 
