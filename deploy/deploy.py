@@ -173,13 +173,17 @@ switch = server.shell(
 
 # --- systemd ------------------------------------------------------------------------------------
 
-dropin = files.put(
-    name="Ensure supervisor starts after PostgreSQL (systemd drop-in).",
-    src="systemd/supervisor.service.d/todo.conf",
-    dest=f"/etc/systemd/system/supervisor.service.d/{APP}.conf",
-    mode="644",
-)
-systemd.daemon_reload(name="Reload systemd units.", _if=dropin.did_change)
+# Drop-ins only where the stock Debian units need them (each file says why).
+dropins = [
+    files.put(
+        name=f"Ensure the systemd drop-in for {unit}.",
+        src=f"systemd/{unit}.d/todo.conf",
+        dest=f"/etc/systemd/system/{unit}.d/{APP}.conf",
+        mode="644",
+    )
+    for unit in ("supervisor.service", "nginx.service", "postgresql@.service")
+]
+systemd.daemon_reload(name="Reload systemd units.", _if=any_changed(*dropins))
 
 # --- supervisor and gunicorn --------------------------------------------------------------------
 

@@ -21,6 +21,17 @@ def test_service_running_and_enabled(host, name):
         assert service.is_enabled
 
 
+@pytest.mark.parametrize(
+    ("unit", "restart", "kill_mode"),
+    [("nginx", "on-failure", "mixed"), ("supervisor", "on-failure", "control-group"),
+     ("postgresql@15-main", "on-failure", "control-group")],
+)  # fmt: skip
+def test_service_restarts_on_failure(host, unit, restart, kill_mode):
+    props = host.service(unit).systemd_properties
+    assert (props["Restart"], props["KillMode"]) == (restart, kill_mode)
+    assert props["RestartUSec"] in ("1s", "2s")
+
+
 def test_app_user_is_a_system_user_without_login(host):
     user = host.user(APP)
     assert user.uid < 1000
@@ -110,6 +121,8 @@ def test_nginx_config_is_valid(host):
         "/etc/nginx/snippets/todo/proxy.conf",
         "/etc/supervisor/conf.d/todo.conf",
         "/etc/systemd/system/supervisor.service.d/todo.conf",
+        "/etc/systemd/system/nginx.service.d/todo.conf",
+        "/etc/systemd/system/postgresql@.service.d/todo.conf",
         "/etc/tmpfiles.d/todo.conf",
         "/etc/postgresql/15/main/pg_hba.conf",
     ],
