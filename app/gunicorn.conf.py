@@ -5,10 +5,11 @@ and passes the per-host knobs in its environment:
 
 - ``TODO_INSTANCE``  instance name, e.g. ``todo-0``: names the socket and logs;
 - ``TODO_WORKERS``   worker processes of this instance (default 2);
-- ``TODO_ENV_FILE``  secrets file (default ``/etc/todo/todo.env``, root:todo 0640).
+- ``TODO_ENV_FILE``  secrets file (default ``/etc/todo/todo.env``, root:todo 0640);
+- ``TODO_SOCKET_GROUP``  group allowed to connect to the socket (default ``www-data``).
 
 Settings are from the gunicorn docs (https://docs.gunicorn.org/en/stable/settings.html)
-and its deploy guide; the values are explained in README, "Settings".
+and its deploy guide; each value is explained in a comment beside it.
 """
 
 import grp

@@ -1,9 +1,10 @@
-"""Helpers shared by the HTTP tests: a browser-like session against nginx on the machine."""
+"""Helpers shared by the machine tests: a browser-like session, the database check, bounded polling."""
 
 import re
 import time
 import uuid
 
+import pytest
 import requests
 
 
@@ -34,15 +35,37 @@ def add_todo(session, text=None):
     return text
 
 
+def stored(host, text):
+    """How many todos hold ``text``, read from the database on the machine (not from a page)."""
+    return int(
+        host.check_output(f"runuser -u postgres -- psql -d todo -Atc \"SELECT count(*) FROM todo WHERE text='{text}'\"")
+    )
+
+
+def wait_until(predicate, timeout, interval=0.2):
+    """Poll ``predicate`` until it returns a truthy value; return (value, seconds taken).
+
+    A failed command (testinfra), a dropped SSH connection or a refused HTTP request
+    counts as "not yet". Fails the test after ``timeout`` seconds.
+    """
+    started = time.monotonic()
+    last = None
+    while time.monotonic() - started < timeout:
+        try:
+            last = predicate()
+        except (AssertionError, RuntimeError, OSError) as exc:  # command failed, SSH error, HTTP refused
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last, time.monotonic() - started
+        time.sleep(interval)
+    pytest.fail(f"not recovered within {timeout} s (last: {last!r})")
+
+
 def wait_for_http(url, timeout=60.0, **kwargs):
     """Poll ``url`` until it answers 200; return the response (seconds: timeout)."""
-    deadline, last = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        try:
-            last = requests.get(url, timeout=3, **kwargs)
-            if last.status_code == 200:
-                return last
-        except requests.RequestException as exc:
-            last = exc
-        time.sleep(0.5)
-    raise AssertionError(f"{url} not 200 after {timeout} s: {last}")
+
+    def answered():
+        response = requests.get(url, timeout=3, **kwargs)
+        return response if response.status_code == 200 else None
+
+    return wait_until(answered, timeout, interval=0.5)[0]

@@ -37,7 +37,7 @@ def create_app(test_config=None):
         app.config.from_mapping(test_config)
     for key in ("SECRET_KEY", "DATABASE_URL"):
         if not app.config.get(key):
-            raise RuntimeError(f"{key} is not set: export TODO_{key} (see README, 'Settings')")
+            raise RuntimeError(f"{key} is not set: export TODO_{key} (gunicorn.conf.py sets it on the server)")
 
     # Exactly one proxy (nginx) sits in front of the app.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)

@@ -3,8 +3,7 @@
 import pytest
 import requests
 
-from tests.chaos.conftest import wait_until
-from tests.helpers import add_todo, new_session
+from tests.helpers import add_todo, new_session, stored, wait_until
 
 pytestmark = pytest.mark.chaos
 
@@ -43,10 +42,7 @@ def acknowledged(host, machine_address):
     """A todo acknowledged with a 2xx before the fault; checked in the database after it."""
     text = add_todo(new_session(machine_address))
     yield text
-    count = host.check_output(
-        f"runuser -u postgres -- psql -d {APP} -Atc \"SELECT count(*) FROM todo WHERE text='{text}'\""
-    )
-    assert count == "1", f"todo {text!r} lost"
+    assert stored(host, text) == 1, f"todo {text!r} lost"
 
 
 def test_nginx_master_killed_is_back_within_5s(host, machine_address, acknowledged, report):

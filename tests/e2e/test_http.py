@@ -5,7 +5,7 @@ import uuid
 import pytest
 import requests
 
-from tests.helpers import add_todo, csrf_token, new_session
+from tests.helpers import add_todo, csrf_token, new_session, stored
 
 
 @pytest.fixture
@@ -74,16 +74,16 @@ def test_add_todo_and_see_it(web, host):
     text = add_todo(web)
     page = web.get(f"{web.base}/", timeout=10).text
     assert text in page
-    stored = host.check_output(
-        f"runuser -u postgres -- psql -d todo -Atc \"SELECT count(*) FROM todo WHERE text='{text}'\""
-    )
-    assert stored == "1"
+    assert stored(host, text) == 1
 
 
 def test_bad_todo_is_400_and_not_stored(web, host):
-    response = web.post(f"{web.base}/todos", data={"text": "", "csrf_token": csrf_token(web)}, timeout=10)
+    count = "runuser -u postgres -- psql -d todo -Atc 'SELECT count(*) FROM todo'"
+    before = host.check_output(count)
+    response = web.post(f"{web.base}/todos", data={"text": " " * 3, "csrf_token": csrf_token(web)}, timeout=10)
     assert response.status_code == 400
     assert "Write something to do." in response.text
+    assert host.check_output(count) == before
 
 
 def test_post_without_csrf_token_is_400(web):
