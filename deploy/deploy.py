@@ -6,20 +6,24 @@ run reports no changes. Settings and their defaults: deploy/settings.py. pyinfra
 from the repo root (scripts/provision), which it puts on sys.path for `deploy.*`.
 """
 
+import io
+import json
+
 from pyinfra import host
-from pyinfra.facts.files import File
-from pyinfra.operations import apt, files, postgres, server, systemd
+from pyinfra.facts.files import File, Link
+from pyinfra.operations import apt, files, git, postgres, server, systemd
 from pyinfra.operations.util import any_changed
 
-from deploy.facts import AppliedMigrations, CpuCount, SymlinkTarget
-from deploy.settings import migration_ids, release_id, server_names, setting, workers_per_instance
+from deploy.facts import CpuCount, LoginUser
+from deploy.settings import server_names, setting, workers_per_instance
 
 APP = setting("app_name")
 INSTANCES = int(setting("instances"))
 SRV, ETC, LOG = f"/srv/{APP}", f"/etc/{APP}", f"/var/log/{APP}"
 ENV_FILE = f"{ETC}/{APP}.env"
-RELEASE = release_id()
-RELEASE_DIR = f"{SRV}/releases/{RELEASE}"
+RELEASE_TOOL = f"/usr/local/sbin/{APP}-release"
+DEPLOY_GROUP = f"{APP}-deploy"
+GIT_DIR = f"{SRV}/deploy.git"
 PG_CONF = f"/etc/postgresql/{setting('postgresql_version')}/main"
 TEMPLATE_DATA = {
     "app_name": APP,
@@ -27,13 +31,16 @@ TEMPLATE_DATA = {
     "workers": workers_per_instance(host.get_fact(CpuCount)),
     "server_names": server_names(),
     "max_body_bytes": int(setting("max_body_bytes")),
+    "deploy_branch": setting("deploy_branch"),
+    "deploy_group": DEPLOY_GROUP,
+    "release_tool": RELEASE_TOOL,
 }
 
 # --- Packages -----------------------------------------------------------------------------------
 
 apt.packages(
     name="Ensure nginx, supervisor, PostgreSQL and Python are installed.",
-    packages=["nginx", "supervisor", "postgresql", "python3-venv", "libpq5", "ca-certificates"],
+    packages=["nginx", "supervisor", "postgresql", "python3-venv", "libpq5", "ca-certificates", "git", "sudo"],
     no_recommends=True,
     update=True,
     cache_time=3600,
@@ -58,6 +65,7 @@ for path, owner, group, mode in [
     (f"{SRV}/releases", "root", "root", "755"),
     (ETC, "root", APP, "750"),
     (LOG, "root", APP, "750"),
+    (f"/var/cache/{APP}", "root", "root", "700"),
 ]:
     files.directory(name=f"Ensure {path} exists.", path=path, user=owner, group=group, mode=mode)
 
@@ -132,43 +140,64 @@ server.shell(
     _if=any_changed(secrets, role),
 )
 
-# --- The release --------------------------------------------------------------------------------
+# --- Releases: the tool, its settings, the push repository -------------------------------------
 
-files.sync(
-    name=f"Ensure release {RELEASE} has the app's files.",
-    src="app",
-    dest=RELEASE_DIR,
-    user="root",
-    group="root",
-    exclude=["*.pyc"],
-    exclude_dir=["__pycache__"],
+files.put(
+    name=f"Ensure the release tool {RELEASE_TOOL}.",
+    src="deploy/server/release.py",
+    dest=RELEASE_TOOL,
+    mode="755",
 )
-build = server.shell(
-    name=f"Build release {RELEASE}: virtualenv from hash-pinned requirements, gzip static files, check it.",
-    commands=[
-        f"cd {RELEASE_DIR} && rm -rf venv && python3 -m venv venv "
-        "&& PIP_CERT=/etc/ssl/certs/ca-certificates.crt venv/bin/pip install --quiet --no-cache-dir "
-        "--disable-pip-version-check --no-deps --require-hashes -r requirements.txt "
-        f"&& find {APP}/static -type f \\( -name '*.css' -o -name '*.js' -o -name '*.svg' \\) "
-        "-exec gzip -9 -k -n -f {} + "
-        f"&& runuser -u {APP} -- venv/bin/gunicorn --check-config --config gunicorn.conf.py "
-        "&& touch .built"
-    ],
-    _if=lambda: host.get_fact(File, path=f"{RELEASE_DIR}/.built") is None,
+release_settings = {key: setting(key) for key in ("app_name", "instances", "keep_releases", "health_timeout")}
+release_settings |= {key: setting(key) for key in ("drain_timeout", "deploy_branch")}
+files.put(
+    name=f"Ensure the release settings {ETC}/release.json.",
+    src=io.StringIO(json.dumps(release_settings, indent=1, sort_keys=True) + "\n"),
+    dest=f"{ETC}/release.json",
+    mode="644",
 )
+server.group(name=f"Ensure the {DEPLOY_GROUP} group (may push releases) exists.", group=DEPLOY_GROUP, system=True)
+login_user = host.get_fact(LoginUser)
+if login_user != "root":
+    server.user(
+        name=f"Ensure the login user {login_user} may push releases ({DEPLOY_GROUP}).",
+        user=login_user,
+        groups=[DEPLOY_GROUP],
+        append=True,
+        ensure_home=False,
+    )
+sudoers = files.template(
+    name=f"Ensure {DEPLOY_GROUP} may run the release tool as root (sudoers).",
+    src="deploy/templates/sudoers.j2",
+    dest=f"/etc/sudoers.d/{DEPLOY_GROUP}",
+    mode="440",
+    **TEMPLATE_DATA,
+)
+server.shell(name="Validate sudoers (visudo -c).", commands=["visudo -cq"], _if=sudoers.did_change)
 server.shell(
-    name="Apply pending database migrations (yoyo).",
+    name=f"Ensure the push repository {GIT_DIR} exists (bare, shared with {DEPLOY_GROUP}).",
     commands=[
-        f"cd {RELEASE_DIR} && runuser -u {APP} -- sh -c '. {ENV_FILE} && PGPASSWORD=$TODO_DATABASE_PASSWORD "
-        f"exec venv/bin/yoyo apply --batch --no-config-file "
-        f'--database "postgresql+psycopg://{APP}@/{APP}?host=/var/run/postgresql" migrations\''
+        f"git init --quiet --bare --shared=group --initial-branch={setting('deploy_branch')} {GIT_DIR} "
+        f"&& chgrp -R {DEPLOY_GROUP} {GIT_DIR} && chmod -R g+rwX {GIT_DIR} "
+        f"&& find {GIT_DIR} -type d -exec chmod g+s {{}} +"
     ],
-    _if=lambda: host.get_fact(AppliedMigrations, database=APP) != migration_ids(),
+    _if=lambda: host.get_fact(File, path=f"{GIT_DIR}/HEAD") is None,
 )
-switch = server.shell(
-    name=f"Switch {SRV}/current to release {RELEASE} (atomic rename).",
-    commands=[f"ln -sfn releases/{RELEASE} {SRV}/current.new && mv -T {SRV}/current.new {SRV}/current"],
-    _if=lambda: host.get_fact(SymlinkTarget, path=f"{SRV}/current") != f"releases/{RELEASE}",
+for key, value in (("receive.denyNonFastForwards", "false"), ("receive.denyDeletes", "true")):
+    git.config(name=f"Ensure {key}={value} in the push repository.", key=key, value=value, repo=GIT_DIR)
+git.config(
+    name=f"Ensure git trusts {GIT_DIR} for every deployer (safe.directory).",
+    key="safe.directory",
+    value=GIT_DIR,
+    multi_value=True,
+    system=True,
+)
+files.template(
+    name="Ensure the push repository's pre-receive hook (a push releases).",
+    src="deploy/templates/pre-receive.j2",
+    dest=f"{GIT_DIR}/hooks/pre-receive",
+    mode="755",
+    **TEMPLATE_DATA,
 )
 
 # --- systemd ------------------------------------------------------------------------------------
@@ -185,42 +214,6 @@ dropins = [
 ]
 systemd.daemon_reload(name="Reload systemd units.", _if=any_changed(*dropins))
 
-# --- supervisor and gunicorn --------------------------------------------------------------------
-
-program = files.template(
-    name=f"Ensure the supervisor program {APP} ({INSTANCES} gunicorn instances).",
-    src="supervisor/conf.d/todo.conf.j2",
-    dest=f"/etc/supervisor/conf.d/{APP}.conf",
-    mode="644",
-    **TEMPLATE_DATA,
-)
-systemd.service(name="Ensure supervisor is running and enabled.", service="supervisor", running=True, enabled=True)
-server.shell(
-    name=f"Apply the changed supervisor program {APP} (reread, update).",
-    commands=["supervisorctl reread", f"supervisorctl update {APP}"],
-    _if=program.did_change,
-)
-
-
-def health_check(n):
-    """Shell command: wait (health_timeout seconds) until instance ``n`` answers /healthz on its socket."""
-    return (
-        f"cd {SRV}/current && venv/bin/python -m {APP}.healthcheck /run/{APP}/{APP}-{n}.sock "
-        f"--timeout {setting('health_timeout')}"
-    )
-
-
-server.shell(
-    name="Restart the gunicorn instances one at a time, each healthy before the next.",
-    commands=[f"supervisorctl restart {APP}:{APP}-{n} && {health_check(n)}" for n in range(INSTANCES)],
-    _if=lambda: (switch.did_change() or build.did_change()) and not program.did_change(),
-)
-server.shell(
-    name="Check every gunicorn instance answers its health check.",
-    commands=[health_check(n) for n in range(INSTANCES)],
-    _if=any_changed(program, switch, build),
-)
-
 # --- nginx --------------------------------------------------------------------------------------
 
 nginx_files = [
@@ -233,6 +226,13 @@ nginx_files = [
             mode="644",
         )
         for snippet in ("gzip.conf", "proxy.conf")
+    ),
+    files.template(
+        name=f"Ensure the nginx upstream {APP} ({INSTANCES} gunicorn instances).",
+        src="nginx/snippets/todo/upstream.conf.j2",
+        dest=f"/etc/nginx/snippets/{APP}/upstream.conf",
+        mode="644",
+        **TEMPLATE_DATA,
     ),
     files.template(
         name=f"Ensure the nginx site {APP}.",
@@ -260,3 +260,20 @@ systemd.service(
     _if=nginx_changed,
 )
 systemd.service(name="Ensure nginx is running and enabled.", service="nginx", running=True, enabled=True)
+
+# --- supervisor and gunicorn --------------------------------------------------------------------
+
+program = files.template(
+    name=f"Ensure the supervisor programs {APP}-0..{INSTANCES - 1} (one per gunicorn instance).",
+    src="supervisor/conf.d/todo.conf.j2",
+    dest=f"/etc/supervisor/conf.d/{APP}.conf",
+    mode="644",
+    **TEMPLATE_DATA,
+)
+systemd.service(name="Ensure supervisor is running and enabled.", service="supervisor", running=True, enabled=True)
+server.shell(
+    name="Roll the instances onto the changed program config, one at a time; drop removed instances.",
+    # Before the first release there is nothing to roll: the release adds the programs.
+    commands=[f"{RELEASE_TOOL} restart", "supervisorctl update"],
+    _if=lambda: program.did_change() and host.get_fact(Link, path=f"{SRV}/current") is not None,
+)

@@ -3,27 +3,14 @@
 from pyinfra.api import FactBase
 
 
-class AppliedMigrations(FactBase):
-    """Ids of the yoyo migrations applied to ``database`` (empty before the first run)."""
+class LoginUser(FactBase):
+    """The user pyinfra logged in as (before sudo)."""
 
-    def command(self, database):
-        return (
-            f"runuser -u postgres -- psql -d {database} -Atc 'SELECT migration_id FROM _yoyo_migration' "
-            "2>/dev/null || true"
-        )
+    def command(self):
+        return 'echo "${SUDO_USER:-$(id -un)}"'
 
     def process(self, output):
-        return sorted(line for line in output if line)
-
-
-class SymlinkTarget(FactBase):
-    """Where the symlink ``path`` points, or None when it is not a symlink."""
-
-    def command(self, path):
-        return f"readlink {path} || true"
-
-    def process(self, output):
-        return output[0] if output and output[0] else None
+        return output[0]
 
 
 class CpuCount(FactBase):

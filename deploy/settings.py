@@ -1,12 +1,5 @@
 """Deploy settings: the defaults, one line each, overridable per host or group in the inventory."""
 
-import hashlib
-from pathlib import Path
-
-from pyinfra import host
-
-REPO = Path(__file__).resolve().parent.parent
-
 DEFAULTS = {
     # The one name: system user, /srv/<app>, /etc/<app>, /var/log/<app>, supervisor program, nginx site, DB role+db.
     "app_name": "todo",
@@ -20,6 +13,12 @@ DEFAULTS = {
     "max_body_bytes": 16 * 1024,
     # Seconds to wait for an instance's /healthz after (re)starting it.
     "health_timeout": 30,
+    # Seconds to wait for nginx's old workers to finish their requests before an instance stops.
+    "drain_timeout": 30,
+    # Releases kept under /srv/<app>/releases (the current one always among them).
+    "keep_releases": 5,
+    # The branch of /srv/<app>/deploy.git whose pushes are released.
+    "deploy_branch": "main",
     # Debian 12 ships PostgreSQL 15.
     "postgresql_version": 15,
 }
@@ -27,6 +26,8 @@ DEFAULTS = {
 
 def setting(name):
     """Return a setting for the current host: inventory data first, then DEFAULTS."""
+    from pyinfra import host
+
     value = host.data.get(name)
     return DEFAULTS[name] if value is None else value
 
@@ -41,20 +42,9 @@ def workers_per_instance(cores):
 
 def server_names():
     """The names nginx answers to for this host."""
+    from pyinfra import host
+
     names = setting("server_names")
     if names:
         return list(names)
     return [host.data.get("ssh_hostname") or host.name]
-
-
-def release_id(app_dir=REPO / "app"):
-    """A release id from the app's content: the same tree gives the same id (so re-runs change nothing)."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in app_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        digest.update(str(path.relative_to(app_dir)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:12]
-
-
-def migration_ids(app_dir=REPO / "app"):
-    """yoyo migration ids shipped with the app (file names without .sql, rollbacks excluded)."""
-    return sorted(p.stem for p in (app_dir / "migrations").glob("*.sql") if not p.stem.endswith(".rollback"))

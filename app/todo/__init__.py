@@ -17,11 +17,14 @@ def create_app(test_config=None):
     ``test_config`` in tests. Raises RuntimeError without a SECRET_KEY or a
     DATABASE_URL, so a misconfigured instance never starts with a weak key.
     """
-    app = Flask(__name__)
+    # Static URLs name the release (/static/<release>/style.css): nginx serves each release's
+    # own files, so pages from old and new instances never mix assets while a release rolls.
+    release = (test_config or {}).get("RELEASE") or os.environ.get("TODO_RELEASE", "dev")
+    app = Flask(__name__, static_url_path=f"/static/{release}")
     app.config.from_mapping(
         SECRET_KEY=None,
         DATABASE_URL=None,
-        RELEASE="dev",
+        RELEASE=release,
         INSTANCE=os.uname().nodename,
         # Same limit as nginx's client_max_body_size (bytes).
         MAX_CONTENT_LENGTH=16 * 1024,

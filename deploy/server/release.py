@@ -1,0 +1,468 @@
+#!/usr/bin/python3
+"""Ship, roll back and list releases of the app on this server, with no failed request.
+
+Installed by the deploy as /usr/local/sbin/<app>-release (root 0755); its settings are
+in /etc/<app>/release.json (written by the deploy from deploy/settings.py). Runs as
+root: the git push hook calls it through sudo, scripts/release and scripts/rollback
+through SSH. Only the Python standard library: it runs before any virtualenv exists.
+
+Commands:
+  deploy --archive FILE|- --commit SHA [--ref REF]
+        Build /srv/<app>/releases/<id> from a tar of the repo's app/ directory
+        (``git archive COMMIT app``), check it, apply its migrations, switch
+        /srv/<app>/current to it atomically, then roll the instances one at a time.
+        <id> is UTC time + short commit, e.g. 20261121-101502-dcb3499, so ids sort
+        by deploy time.
+  rollback [RELEASE]
+        Switch back to RELEASE, or to the newest kept release older than the current
+        one, and roll the instances. The database schema is left as it is.
+  restart
+        Roll every instance onto the current release and its supervisor program
+        config, one at a time (what provision runs when the program config changes).
+  list  The kept releases, newest first, the current one marked with "*".
+
+Rolling one instance: mark it ``down`` in the nginx upstream (validated with
+``nginx -t``, then a graceful reload), wait until nginx's old workers have finished
+their requests, stop it (gunicorn finishes in-flight requests), apply its supervisor
+program config, start it, and wait until it answers /healthz with 200 and /version
+names the expected release (health_timeout seconds); only then mark it up again. The
+other instances serve meanwhile, so no request reaches a stopping or unhealthy one.
+
+A failed step stops the command: a release that fails to build, check or migrate is
+removed and never served; one that fails while rolling is rolled back on the instances
+it reached and ``current`` is put back. Exit status: 0 done; 1 a step failed (named on
+stderr, the previous release keeps serving); 2 bad usage or another release running.
+"""
+
+import argparse
+import fcntl
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from http.client import HTTPConnection
+from pathlib import Path
+
+RELEASE_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{7,40}$")
+NAME = Path(sys.argv[0]).name.removesuffix("-release") or "todo"
+
+
+class StepFailed(Exception):
+    """A release step failed; ``step`` names it, the message says why."""
+
+    def __init__(self, step, reason):
+        super().__init__(f"{step}: {reason}")
+        self.step = step
+
+
+class Clock:
+    """Prints progress lines with the seconds since the command started."""
+
+    def __init__(self):
+        self.started = time.monotonic()
+
+    def elapsed(self):
+        return time.monotonic() - self.started
+
+    def say(self, message):
+        print(f"[{self.elapsed():6.1f}s] {message}", flush=True)
+
+
+def run(cmd, step, *, user=None, cwd=None, env=None, stdin=None, quiet=False):
+    """Run ``cmd`` (a list); raise StepFailed(step) with its output's tail when it fails.
+
+    ``user``: run as that user (runuser). ``quiet``: capture output, show it only on failure.
+    """
+    if user:
+        cmd = ["runuser", "-u", user, "--", *cmd]
+    proc = subprocess.run(
+        cmd,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        stdin=stdin,
+        stdout=subprocess.PIPE if quiet else None,
+        stderr=subprocess.STDOUT if quiet else None,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout or "").strip().splitlines()[-15:])
+        raise StepFailed(step, f"`{' '.join(cmd)}` exited {proc.returncode}" + (f"\n{tail}" if tail else ""))
+    return proc.stdout or ""
+
+
+class Stack:
+    """The app's paths and settings on this server (from release.json)."""
+
+    def __init__(self, config, clock):
+        self.app = config["app_name"]
+        self.instances = [f"{self.app}-{n}" for n in range(int(config["instances"]))]
+        self.keep = int(config["keep_releases"])
+        self.health_timeout = float(config["health_timeout"])
+        self.drain_timeout = float(config["drain_timeout"])
+        self.srv = Path(f"/srv/{self.app}")
+        self.releases = self.srv / "releases"
+        self.current_link = self.srv / "current"
+        self.git_dir = self.srv / "deploy.git"
+        self.deploy_branch = config["deploy_branch"]
+        self.env_file = Path(f"/etc/{self.app}/{self.app}.env")
+        self.run_dir = Path(f"/run/{self.app}")
+        self.upstream_file = Path(f"/etc/nginx/snippets/{self.app}/upstream.conf")
+        self.history = Path(f"/var/log/{self.app}/releases.log")
+        self.pip_cache = Path(f"/var/cache/{self.app}/pip")
+        self.clock = clock
+
+    # --- Releases on disk ---------------------------------------------------------------------
+
+    def current(self):
+        """The current release id, or None before the first release."""
+        try:
+            return Path(os.readlink(self.current_link)).name
+        except FileNotFoundError:
+            return None
+
+    def kept(self):
+        """Built release ids, oldest first."""
+        if not self.releases.is_dir():
+            return []
+        return sorted(
+            p.name for p in self.releases.iterdir() if RELEASE_ID.match(p.name) and (p / ".release.json").is_file()
+        )
+
+    def metadata(self, release):
+        return json.loads((self.releases / release / ".release.json").read_text())
+
+    def record(self, action, release, outcome, **extra):
+        """Append one JSON line to the release history (/var/log/<app>/releases.log)."""
+        entry = {
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "action": action,
+            "release": release,
+            "outcome": outcome,
+            "seconds": round(self.clock.elapsed(), 1),
+            "by": os.environ.get("SUDO_USER") or os.environ.get("USER") or "root",
+            **extra,
+        }
+        with self.history.open("a", encoding="utf-8") as log:
+            log.write(json.dumps(entry) + "\n")
+
+    # --- Build, check, migrate ----------------------------------------------------------------
+
+    def build(self, archive, commit, ref):
+        """Unpack the app, make its virtualenv, gzip its static files; return the release id."""
+        stamp = datetime.now(UTC)
+        release = f"{stamp:%Y%m%d-%H%M%S}-{commit[:7]}"
+        path = self.releases / release
+        if path.exists():
+            raise StepFailed("build", f"{path} exists already (one release per commit per second)")
+        self.clock.say(f"build: {release} from {commit[:12]} ({ref})")
+        path.mkdir(mode=0o755)
+        try:
+            with open(archive, "rb") if archive != "-" else sys.stdin.buffer as tar:
+                run(["tar", "-x", "--strip-components=1", "--no-same-owner", "-C", str(path)], "build", stdin=tar)
+            for required in ("requirements.txt", "gunicorn.conf.py", self.app):
+                if not (path / required).exists():
+                    raise StepFailed("build", f"the archive has no app/{required}")
+            run(["python3", "-m", "venv", str(path / "venv")], "build", quiet=True)
+            self.clock.say("build: installing hash-pinned requirements")
+            self.pip_cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+            run(
+                [str(path / "venv/bin/pip"), "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+                 "--require-hashes", "-r", "requirements.txt"],
+                "build",
+                cwd=path,
+                env={"PIP_CACHE_DIR": str(self.pip_cache), "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt"},
+                quiet=True,
+            )  # fmt: skip
+            static = path / self.app / "static"
+            for asset in static.rglob("*"):
+                if asset.suffix in (".css", ".js", ".svg", ".txt") and asset.is_file():
+                    run(["gzip", "-9", "-k", "-n", "-f", str(asset)], "build")
+            meta = {"release": release, "commit": commit, "ref": ref, "built_at": stamp.isoformat(timespec="seconds")}
+            (path / ".release.json").write_text(json.dumps(meta, indent=1) + "\n")
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+        return release
+
+    def check(self, release):
+        """Import the app and validate gunicorn's config as the app user, as an instance would."""
+        path = self.releases / release
+        self.clock.say("check: gunicorn --check-config (imports the app, validates settings)")
+        run(
+            ["venv/bin/gunicorn", "--check-config", "--config", "gunicorn.conf.py"],
+            "check",
+            user=self.app,
+            cwd=path,
+            env={"TODO_INSTANCE": f"{self.app}-check"},
+            quiet=True,
+        )
+
+    def migrate(self, release):
+        """Apply the release's pending migrations (yoyo; each in a transaction, so a failure changes nothing)."""
+        self.clock.say("migrate: yoyo apply (expand only: the serving release must keep working)")
+        run(
+            ["sh", "-c", f". {self.env_file} && PGPASSWORD=$TODO_DATABASE_PASSWORD exec venv/bin/yoyo apply --batch "
+             f"--no-config-file --database 'postgresql+psycopg://{self.app}@/{self.app}?host=/var/run/postgresql' "
+             "migrations"],
+            "migrate",
+            user=self.app,
+            cwd=self.releases / release,
+            quiet=True,
+        )  # fmt: skip
+
+    def switch(self, release):
+        """Point ``current`` at ``release`` with one atomic rename."""
+        self.clock.say(f"switch: current -> releases/{release}")
+        tmp = self.srv / "current.new"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(f"releases/{release}")
+        os.replace(tmp, self.current_link)
+
+    # --- Rolling the instances ----------------------------------------------------------------
+
+    def nginx_workers(self):
+        """PIDs of nginx's worker processes (children of the master)."""
+        master = Path("/run/nginx.pid").read_text().strip()
+        workers = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[1] == master:
+                workers.add(int(stat.parent.name))
+        return workers
+
+    def mark(self, instance, down):
+        """Mark ``instance`` down (or up) in the nginx upstream: validate, reload, let old workers finish."""
+        text = self.upstream_file.read_text()
+        line = re.compile(rf"^(\s*server unix:{re.escape(str(self.run_dir))}/{instance}\.sock\b[^;]*?)( down)?;", re.M)
+        if not line.search(text):
+            raise StepFailed("nginx", f"{instance} is not in {self.upstream_file}")
+        new = line.sub(lambda m: m.group(1) + (" down" if down else "") + ";", text)
+        if new == text:
+            return
+        self.upstream_file.write_text(new)
+        check = subprocess.run(["nginx", "-t", "-q"], capture_output=True, text=True, check=False)
+        if check.returncode != 0:
+            self.upstream_file.write_text(text)
+            raise StepFailed("nginx", f"nginx -t refused the configuration, not reloaded:\n{check.stderr.strip()}")
+        old = self.nginx_workers()
+        run(["systemctl", "reload", "nginx"], "nginx")
+        deadline = time.monotonic() + self.drain_timeout
+        while old & self.nginx_workers():
+            if time.monotonic() > deadline:
+                self.clock.say(f"nginx: old workers still busy after {self.drain_timeout:.0f} s, going on")
+                break
+            time.sleep(0.05)
+
+    def healthy(self, instance, release):
+        """Wait until ``instance`` answers /healthz 200 and /version names ``release``."""
+        sock = str(self.run_dir / f"{instance}.sock")
+        deadline, last = time.monotonic() + self.health_timeout, "no answer"
+        while time.monotonic() < deadline:
+            try:
+                status, body = get(sock, "/healthz")
+                if status != 200:
+                    last = f"/healthz answered {status}: {body[:200]}"
+                else:
+                    serving = json.loads(get(sock, "/version")[1]).get("release")
+                    if serving == release:
+                        return
+                    last = f"/version says release {serving}, expected {release}"
+            except (OSError, ValueError) as exc:
+                last = f"{sock}: {exc}"
+            time.sleep(0.2)
+        raise StepFailed("health check", f"{instance} not healthy after {self.health_timeout:.0f} s: {last}")
+
+    def supervisorctl(self, *args, step):
+        out = subprocess.run(["supervisorctl", *args], capture_output=True, text=True, check=False)
+        text = (out.stdout + out.stderr).strip()
+        benign = ("already started", "not running", "no such process")  # stop before the first start
+        if out.returncode != 0 and not any(phrase in text for phrase in benign):
+            raise StepFailed(step, f"supervisorctl {' '.join(args)}: {text}")
+        return text
+
+    def roll_instance(self, instance, release):
+        """Restart one instance onto the current release, out of nginx's rotation until healthy."""
+        alone = len(self.instances) == 1
+        note = " (the only instance: a brief outage)" if alone else ""
+        self.clock.say(f"roll: {instance}: out of the upstream{note}")
+        if not alone:
+            self.mark(instance, down=True)
+        self.supervisorctl("stop", instance, step="stop")
+        self.supervisorctl("update", instance, step="start")
+        self.supervisorctl("start", instance, step="start")
+        self.healthy(instance, release)
+        if not alone:
+            self.mark(instance, down=False)
+        self.clock.say(f"roll: {instance}: healthy on {release}, back in the upstream")
+
+    def roll(self, release, previous):
+        """Roll every instance onto ``release``; on a failure, put ``previous`` back everywhere it went."""
+        for n, instance in enumerate(self.instances):
+            try:
+                self.roll_instance(instance, release)
+            except StepFailed as failed:
+                if previous is None:
+                    raise
+                self.clock.say(f"FAILED {failed}; putting {previous} back")
+                self.switch(previous)
+                for reached in self.instances[: n + 1]:
+                    self.roll_instance(reached, previous)
+                raise
+
+    def prune(self):
+        """Keep the newest ``keep_releases`` releases, always counting the current one; delete the rest."""
+        releases, current = self.kept(), self.current()
+        keep = set(releases[-self.keep :])
+        if current and current not in keep:
+            keep = {current, *releases[-(self.keep - 1) :]} if self.keep > 1 else {current}
+        for release in releases:
+            if release not in keep:
+                shutil.rmtree(self.releases / release)
+                self.clock.say(f"prune: removed {release}")
+
+    def point_branch(self, commit):
+        """Make the deploy branch of the push repository name the serving commit (after a rollback)."""
+        if not self.git_dir.is_dir():
+            return
+        git = ["git", f"--git-dir={self.git_dir}"]
+        if subprocess.run([*git, "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True).returncode == 0:
+            run([*git, "update-ref", f"refs/heads/{self.deploy_branch}", commit], "switch")
+
+
+def get(sock, url, timeout=2.0):
+    """GET ``url`` from the HTTP server on unix socket ``sock``; return (status, body)."""
+    conn = HTTPConnection("localhost", timeout=timeout)
+    conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.sock.settimeout(timeout)
+    try:
+        conn.sock.connect(sock)
+        conn.request("GET", url, headers={"Host": "localhost"})
+        response = conn.getresponse()
+        return response.status, response.read().decode(errors="replace")
+    finally:
+        conn.close()
+
+
+# --- Commands --------------------------------------------------------------------------------------
+
+
+def deploy(stack, opts):
+    previous = stack.current()
+    release = stack.build(opts.archive, opts.commit, opts.ref)
+    try:
+        stack.check(release)
+        stack.migrate(release)
+    except StepFailed:
+        shutil.rmtree(stack.releases / release, ignore_errors=True)
+        raise
+    stack.switch(release)
+    try:
+        stack.roll(release, previous)
+    except StepFailed:
+        if previous is None:  # the first release: nothing served before, nothing is current now
+            stack.current_link.unlink()
+        shutil.rmtree(stack.releases / release, ignore_errors=True)
+        raise
+    stack.prune()
+    return release
+
+
+def rollback(stack, opts):
+    current, kept = stack.current(), stack.kept()
+    if opts.release:
+        if opts.release not in kept:
+            raise StepFailed("rollback", f"no release {opts.release}; kept: {', '.join(kept) or 'none'}")
+        target = opts.release
+    else:
+        older = [r for r in kept if current is None or r < current]
+        if not older:
+            raise StepFailed("rollback", f"no kept release older than {current}")
+        target = older[-1]
+    if target == current:
+        stack.clock.say(f"rollback: {target} is already current")
+        return target
+    stack.clock.say(f"rollback: {current} -> {target} (the database schema stays as it is)")
+    stack.switch(target)
+    stack.roll(target, current)
+    stack.point_branch(stack.metadata(target)["commit"])
+    return target
+
+
+def restart(stack, opts):
+    current = stack.current()
+    if current is None:
+        raise StepFailed("restart", "no current release: deploy one first")
+    for instance in stack.instances:
+        stack.roll_instance(instance, current)
+    return current
+
+
+def list_releases(stack):
+    current = stack.current()
+    print(f"  {'RELEASE':<31} {'COMMIT':<12} {'BUILT (UTC)':<26} REF")
+    for release in reversed(stack.kept()):
+        meta = stack.metadata(release)
+        mark = "*" if release == current else " "
+        print(f"{mark} {release:<31} {meta['commit'][:12]:<12} {meta['built_at']:<26} {meta.get('ref', '')}")
+    if stack.history.exists():
+        print("\nLast actions (newest last):")
+        for line in stack.history.read_text().splitlines()[-5:]:
+            e = json.loads(line)
+            release = e["release"] or "-"
+            print(f"  {e['time']}  {e['action']:<8} {release:<31} {e['outcome']:<7} {e['seconds']} s  by {e['by']}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="See the module docstring.")
+    parser.add_argument("--config", default=f"/etc/{NAME}/release.json", help="settings (default %(default)s)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    d = commands.add_parser("deploy", help="build, check, migrate, switch and roll a release")
+    d.add_argument("--archive", required=True, help="tar of the repo's app/ directory, - for stdin")
+    d.add_argument("--commit", required=True, help="the commit the archive was made from (40 hex digits)")
+    d.add_argument("--ref", default="", help="the ref that was pushed, for the history")
+    r = commands.add_parser("rollback", help="back to the previous or a named release")
+    r.add_argument("release", nargs="?")
+    commands.add_parser("restart", help="roll every instance onto the current release")
+    commands.add_parser("list", help="kept releases, the current one marked *")
+    opts = parser.parse_args(argv)
+    if opts.command == "deploy" and not re.fullmatch(r"[0-9a-f]{40}", opts.commit):
+        parser.error(f"--commit {opts.commit!r}: expected 40 hex digits")
+
+    clock = Clock()
+    stack = Stack(json.loads(Path(opts.config).read_text()), clock)
+    if opts.command == "list":
+        list_releases(stack)
+        return 0
+    lock = open(f"/run/lock/{stack.app}-release.lock", "w")  # noqa: SIM115 (held until exit)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"{NAME}-release: another release is running (lock /run/lock/{stack.app}-release.lock)", file=sys.stderr)
+        return 2
+    action = {"deploy": deploy, "rollback": rollback, "restart": restart}[opts.command]
+    before = stack.current()
+    try:
+        release = action(stack, opts)
+    except StepFailed as failed:
+        serving = stack.current()
+        clock.say(f"FAILED at step {failed.step}: {failed}")
+        print(f"{opts.command} failed at step '{failed.step}'; {serving or 'no release'} is serving.", file=sys.stderr)
+        commit = getattr(opts, "commit", None)
+        stack.record(opts.command, None, "failed", step=failed.step, serving=serving, commit=commit)
+        return 1
+    stack.record(opts.command, release, "ok", previous=before)
+    clock.say(f"done: release {release} is serving on {len(stack.instances)} instances ({clock.elapsed():.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
