@@ -13,7 +13,10 @@ and its deploy guide; each value is explained in a comment beside it.
 """
 
 import grp
+import importlib.util
 import os
+import threading
+import time
 from pathlib import Path
 
 RELEASE_DIR = Path(__file__).resolve().parent
@@ -69,14 +72,44 @@ graceful_timeout = 20
 keepalive = 2
 
 
+def _healthcheck():
+    """todo/healthcheck.py loaded on its own (stdlib only): the master must not import the app's package."""
+    spec = importlib.util.spec_from_file_location("todo_healthcheck", RELEASE_DIR / "todo" / "healthcheck.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _open_when_healthy(server, path, gid):
+    """Poll this instance's /healthz on ``path``; once it answers 200, let nginx's group connect.
+
+    Until then the socket is srwxrwx--- todo:todo and nginx's connect() is refused with
+    EACCES, so nginx sends the request to the next instance: a new, restarted or broken
+    instance never gets a client's request before it is healthy. Polls every 0.2 s
+    for as long as it takes (a late database at boot just delays it).
+    """
+    check = _healthcheck().check
+    started = time.monotonic()
+    while True:
+        try:
+            if check(path)[0] == 200:
+                break
+        except OSError:
+            pass
+        time.sleep(0.2)
+    os.chown(path, -1, gid)
+    os.chmod(path, 0o660)
+    server.log.info("healthy after %.1f s: %s open to group %s (0660)", time.monotonic() - started, path, SOCKET_GROUP)
+
+
 def when_ready(server):
-    """Hand each socket to nginx's group, srw-rw---- (gunicorn chowns it to its own group on bind)."""
+    """Open each socket to nginx's group once the instance is healthy (a thread in the master)."""
     gid = grp.getgrnam(SOCKET_GROUP).gr_gid
     for address in bind:
         path = address.removeprefix("unix:")
-        os.chown(path, -1, gid)
-        os.chmod(path, 0o660)
-        server.log.info("socket %s: group %s, mode 0660", path, SOCKET_GROUP)
+        opener = threading.Thread(target=_open_when_healthy, args=(server, path, gid), name="open-when-healthy")
+        opener.daemon = True
+        opener.start()
 
 
 # Logs go to stdout/stderr; supervisor writes and rotates them in /var/log/todo.

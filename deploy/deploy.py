@@ -40,7 +40,7 @@ TEMPLATE_DATA = {
 
 apt.packages(
     name="Ensure nginx, supervisor, PostgreSQL and Python are installed.",
-    packages=["nginx", "supervisor", "postgresql", "python3-venv", "libpq5", "ca-certificates", "git", "sudo"],
+    packages=["nginx", "supervisor", "postgresql", "python3-venv", "libpq5", "ca-certificates", "git", "sudo", "iproute2"],
     no_recommends=True,
     update=True,
     cache_time=3600,
@@ -178,13 +178,14 @@ server.shell(
     name=f"Ensure the push repository {GIT_DIR} exists (bare, shared with {DEPLOY_GROUP}).",
     commands=[
         f"git init --quiet --bare --shared=group --initial-branch={setting('deploy_branch')} {GIT_DIR} "
+        # Releases may go back to an older commit; deleting the branch is refused (the hook says why).
+        f"&& git -C {GIT_DIR} config receive.denyNonFastForwards false "
+        f"&& git -C {GIT_DIR} config receive.denyDeletes true "
         f"&& chgrp -R {DEPLOY_GROUP} {GIT_DIR} && chmod -R g+rwX {GIT_DIR} "
         f"&& find {GIT_DIR} -type d -exec chmod g+s {{}} +"
     ],
     _if=lambda: host.get_fact(File, path=f"{GIT_DIR}/HEAD") is None,
 )
-for key, value in (("receive.denyNonFastForwards", "false"), ("receive.denyDeletes", "true")):
-    git.config(name=f"Ensure {key}={value} in the push repository.", key=key, value=value, repo=GIT_DIR)
 git.config(
     name=f"Ensure git trusts {GIT_DIR} for every deployer (safe.directory).",
     key="safe.directory",
@@ -226,13 +227,6 @@ nginx_files = [
             mode="644",
         )
         for snippet in ("gzip.conf", "proxy.conf")
-    ),
-    files.template(
-        name=f"Ensure the nginx upstream {APP} ({INSTANCES} gunicorn instances).",
-        src="nginx/snippets/todo/upstream.conf.j2",
-        dest=f"/etc/nginx/snippets/{APP}/upstream.conf",
-        mode="644",
-        **TEMPLATE_DATA,
     ),
     files.template(
         name=f"Ensure the nginx site {APP}.",

@@ -22,3 +22,14 @@ def machine_address():
     if check.returncode != 0:
         pytest.exit(check.stderr.strip(), returncode=3)
     return ADDRESS
+
+
+@pytest.fixture
+def report(capsys):
+    """Print a measurement next to the test's result (recovery times, request counts)."""
+
+    def _report(what, value):
+        with capsys.disabled():
+            print(f"\n    [measured] {what}: {value}", end="")
+
+    return _report

@@ -21,12 +21,14 @@ Commands:
         config, one at a time (what provision runs when the program config changes).
   list  The kept releases, newest first, the current one marked with "*".
 
-Rolling one instance: mark it ``down`` in the nginx upstream (validated with
-``nginx -t``, then a graceful reload), wait until nginx's old workers have finished
-their requests, stop it (gunicorn finishes in-flight requests), apply its supervisor
-program config, start it, and wait until it answers /healthz with 200 and /version
-names the expected release (health_timeout seconds); only then mark it up again. The
-other instances serve meanwhile, so no request reaches a stopping or unhealthy one.
+Rolling one instance: close its socket to nginx (mode 0600: nginx's connect() fails
+and it tries the next instance, before sending anything), wait until the socket's
+listen queue is served, stop it (gunicorn finishes in-flight requests), apply its
+supervisor program config, start it, and wait until it answers /healthz with 200,
+/version names the expected release and its socket is open to nginx again (the
+instance opens it itself once healthy: app/gunicorn.conf.py), health_timeout seconds.
+The other instances serve meanwhile and nginx is never reloaded, so no request
+reaches a stopping or unhealthy instance and no client connection is closed.
 
 A failed step stops the command: a release that fails to build, check or migrate is
 removed and never served; one that fails while rolling is rolled back on the instances
@@ -112,7 +114,6 @@ class Stack:
         self.deploy_branch = config["deploy_branch"]
         self.env_file = Path(f"/etc/{self.app}/{self.app}.env")
         self.run_dir = Path(f"/run/{self.app}")
-        self.upstream_file = Path(f"/etc/nginx/snippets/{self.app}/upstream.conf")
         self.history = Path(f"/var/log/{self.app}/releases.log")
         self.pip_cache = Path(f"/var/cache/{self.app}/pip")
         self.clock = clock
@@ -226,41 +227,32 @@ class Stack:
 
     # --- Rolling the instances ----------------------------------------------------------------
 
-    def nginx_workers(self):
-        """PIDs of nginx's worker processes (children of the master)."""
-        master = Path("/run/nginx.pid").read_text().strip()
-        workers = set()
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[1] == master:
-                workers.add(int(stat.parent.name))
-        return workers
+    def close(self, instance):
+        """Take ``instance`` out of nginx's rotation without a reload; wait until its queue is served.
 
-    def mark(self, instance, down):
-        """Mark ``instance`` down (or up) in the nginx upstream: validate, reload, let old workers finish."""
-        text = self.upstream_file.read_text()
-        line = re.compile(rf"^(\s*server unix:{re.escape(str(self.run_dir))}/{instance}\.sock\b[^;]*?)( down)?;", re.M)
-        if not line.search(text):
-            raise StepFailed("nginx", f"{instance} is not in {self.upstream_file}")
-        new = line.sub(lambda m: m.group(1) + (" down" if down else "") + ";", text)
-        if new == text:
-            return
-        self.upstream_file.write_text(new)
-        check = subprocess.run(["nginx", "-t", "-q"], capture_output=True, text=True, check=False)
-        if check.returncode != 0:
-            self.upstream_file.write_text(text)
-            raise StepFailed("nginx", f"nginx -t refused the configuration, not reloaded:\n{check.stderr.strip()}")
-        old = self.nginx_workers()
-        run(["systemctl", "reload", "nginx"], "nginx")
-        deadline = time.monotonic() + self.drain_timeout
-        while old & self.nginx_workers():
-            if time.monotonic() > deadline:
-                self.clock.say(f"nginx: old workers still busy after {self.drain_timeout:.0f} s, going on")
-                break
+        The socket goes to mode 0600: nginx's connect() is refused (EACCES) and nginx passes
+        the request to the next instance, before anything was sent, so even a POST is safe.
+        Connections already queued on the socket are still accepted and served by its workers:
+        wait (drain_timeout seconds) until the listen queue (ss Recv-Q) stays empty.
+        """
+        sock = self.run_dir / f"{instance}.sock"
+        try:
+            os.chmod(sock, 0o600)
+        except FileNotFoundError:
+            return  # not running: nothing to drain
+        deadline, empty = time.monotonic() + self.drain_timeout, 0
+        while empty < 3 and time.monotonic() < deadline:
+            listing = subprocess.run(["ss", "-xlH"], capture_output=True, text=True, check=False).stdout
+            queued = [int(f[2]) for f in (line.split() for line in listing.splitlines()) if str(sock) in f]
+            empty = empty + 1 if sum(queued) == 0 else 0
             time.sleep(0.05)
+
+    def is_open(self, instance):
+        """True when nginx's group may connect to the instance's socket (gunicorn.conf.py opens it once healthy)."""
+        try:
+            return (os.stat(self.run_dir / f"{instance}.sock").st_mode & 0o777) == 0o660
+        except FileNotFoundError:
+            return False
 
     def healthy(self, instance, release):
         """Wait until ``instance`` answers /healthz 200 and /version names ``release``."""
@@ -273,9 +265,12 @@ class Stack:
                     last = f"/healthz answered {status}: {body[:200]}"
                 else:
                     serving = json.loads(get(sock, "/version")[1]).get("release")
-                    if serving == release:
+                    if serving != release:
+                        last = f"/version says release {serving}, expected {release}"
+                    elif not self.is_open(instance):
+                        last = f"{sock} is healthy but not open to nginx yet"
+                    else:
                         return
-                    last = f"/version says release {serving}, expected {release}"
             except (OSError, ValueError) as exc:
                 last = f"{sock}: {exc}"
             time.sleep(0.2)
@@ -290,19 +285,15 @@ class Stack:
         return text
 
     def roll_instance(self, instance, release):
-        """Restart one instance onto the current release, out of nginx's rotation until healthy."""
-        alone = len(self.instances) == 1
-        note = " (the only instance: a brief outage)" if alone else ""
-        self.clock.say(f"roll: {instance}: out of the upstream{note}")
-        if not alone:
-            self.mark(instance, down=True)
+        """Restart one instance onto the current release; nginx sends it nothing until it is healthy."""
+        note = " (the only instance: a brief outage)" if len(self.instances) == 1 else ""
+        self.clock.say(f"roll: {instance}: closed to nginx, draining{note}")
+        self.close(instance)
         self.supervisorctl("stop", instance, step="stop")
         self.supervisorctl("update", instance, step="start")
         self.supervisorctl("start", instance, step="start")
         self.healthy(instance, release)
-        if not alone:
-            self.mark(instance, down=False)
-        self.clock.say(f"roll: {instance}: healthy on {release}, back in the upstream")
+        self.clock.say(f"roll: {instance}: healthy on {release}, open to nginx")
 
     def roll(self, release, previous):
         """Roll every instance onto ``release``; on a failure, put ``previous`` back everywhere it went."""

@@ -1,5 +1,6 @@
 """End to end: HTTP from this box through nginx to gunicorn and PostgreSQL on the machine."""
 
+import re
 import uuid
 
 import pytest
@@ -12,6 +13,13 @@ from tests.helpers import add_todo, csrf_token, new_session, stored
 def web(machine_address):
     """A browser-like session against the machine's site."""
     return new_session(machine_address)
+
+
+@pytest.fixture
+def static(web):
+    """The URL prefix of static files the list page names: http://ADDRESS/static/<release>."""
+    page = web.get(f"{web.base}/", timeout=10).text
+    return web.base + re.search(r'href="(/static/[^/"]+)/style\.css"', page).group(1)
 
 
 def test_index_page(web):
@@ -30,30 +38,30 @@ def test_unknown_host_gets_no_response(web):
         requests.get(f"{web.base}/", headers={"Host": "evil.example"}, timeout=5)
 
 
-def test_static_file_served_by_nginx_from_disk(web, host):
+def test_static_file_served_by_nginx_from_disk(web, static, host):
     marker = uuid.uuid4().hex
-    response = web.get(f"{web.base}/static/style.css?{marker}", timeout=10)
+    response = web.get(f"{static}/style.css?{marker}", timeout=10)
     assert response.status_code == 200 and "text/css" in response.headers["Content-Type"]
     line = host.check_output(f"grep {marker} /var/log/nginx/access.log")
     assert "upstream=- " in line  # no upstream: nginx answered from disk
 
 
-def test_static_text_is_gzipped(web):
-    response = web.get(f"{web.base}/static/style.css", headers={"Accept-Encoding": "gzip"}, timeout=10)
+def test_static_text_is_gzipped(web, static):
+    response = web.get(f"{static}/style.css", headers={"Accept-Encoding": "gzip"}, timeout=10)
     assert response.headers.get("Content-Encoding") == "gzip"
     assert "Accept-Encoding" in response.headers.get("Vary", "")
     assert ":root" in response.text  # requests decompressed it
 
 
-def test_static_image_served(web):
-    response = web.get(f"{web.base}/static/logo.svg", headers={"Accept-Encoding": "gzip"}, timeout=10)
+def test_static_image_served(web, static):
+    response = web.get(f"{static}/logo.svg", headers={"Accept-Encoding": "gzip"}, timeout=10)
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "image/svg+xml"
     assert response.headers.get("Content-Encoding") == "gzip"
 
 
-def test_static_not_gzipped_when_client_does_not_accept_it(web):
-    response = web.get(f"{web.base}/static/style.css", headers={"Accept-Encoding": "identity"}, timeout=10)
+def test_static_not_gzipped_when_client_does_not_accept_it(web, static):
+    response = web.get(f"{static}/style.css", headers={"Accept-Encoding": "identity"}, timeout=10)
     assert "Content-Encoding" not in response.headers
 
 
@@ -62,12 +70,12 @@ def test_app_html_gzipped(web):
     assert response.headers.get("Content-Encoding") == "gzip"
 
 
-def test_missing_static_file_is_404(web):
-    assert web.get(f"{web.base}/static/nope.css", timeout=10).status_code == 404
+def test_missing_static_file_is_404(web, static):
+    assert web.get(f"{static}/nope.css", timeout=10).status_code == 404
 
 
-def test_dotfiles_denied(web):
-    assert web.get(f"{web.base}/static/.hidden", timeout=10).status_code == 403
+def test_dotfiles_denied(web, static):
+    assert web.get(f"{static}/.hidden", timeout=10).status_code == 403
 
 
 def test_add_todo_and_see_it(web, host):
@@ -124,3 +132,10 @@ def test_forged_forwarded_headers_are_overwritten(web, host):
     logged = host.check_output(f"grep -h {marker} /var/log/todo/todo-*.log")
     # The app got exactly one address, the real client's (192.168.56.1), not the forged one.
     assert logged.endswith(" xff=192.168.56.1"), logged
+
+
+def test_static_urls_name_the_release_and_are_cached_for_good(web, static, host):
+    release = host.file("/srv/todo/current").linked_to.rsplit("/", 1)[1]
+    assert static.endswith(f"/static/{release}")
+    response = web.get(f"{static}/style.css", timeout=10)
+    assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"

@@ -11,9 +11,9 @@ APP = "todo"
 def test_todo_survives_supervisorctl_restart(host, machine_address):
     web = new_session(machine_address)
     text = add_todo(web)
-    old = host.check_output(f"supervisorctl pid {APP}:{APP}-0 {APP}:{APP}-1").split()
-    assert host.run(f"supervisorctl restart {APP}:*").rc == 0
-    assert host.check_output(f"supervisorctl pid {APP}:{APP}-0 {APP}:{APP}-1").split() != old
+    old = host.check_output(f"supervisorctl pid {APP}-0 {APP}-1").split()
+    assert host.run(f"supervisorctl restart {APP}-0 {APP}-1").rc == 0
+    assert host.check_output(f"supervisorctl pid {APP}-0 {APP}-1").split() != old
     page = wait_for_http(f"http://{machine_address}/", timeout=30)
     assert text in page.text and stored(host, text) == 1
 

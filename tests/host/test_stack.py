@@ -46,7 +46,7 @@ def test_nginx_is_not_in_the_app_group(host):
 
 @pytest.mark.parametrize("instance", INSTANCES)
 def test_gunicorn_instance_running_under_supervisor(host, instance):
-    assert host.supervisor(f"{APP}:{instance}").is_running
+    assert host.supervisor(instance).is_running
 
 
 @pytest.mark.parametrize("instance", INSTANCES)
@@ -149,7 +149,7 @@ def test_current_points_to_a_built_release(host):
     assert current.is_symlink
     release = current.linked_to  # resolved, absolute
     assert release.startswith(f"/srv/{APP}/releases/")
-    assert host.file(f"{release}/.built").exists
+    assert host.file(f"{release}/.release.json").exists
     assert host.file(f"{release}/venv/bin/gunicorn").exists
 
 

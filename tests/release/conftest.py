@@ -1,0 +1,83 @@
+"""Release tests: ship, roll back and break releases on the local machine under a bounded load.
+
+Changes are commits in a throwaway clone of this repo; scripts/release ships them
+(``-C CLONE``) or they are pushed straight to the machine's push repository. The
+module ends by releasing this repo's HEAD again, so the machine serves it afterwards.
+"""
+
+import os
+import subprocess
+
+import pytest
+
+from tests.conftest import REPO
+
+SSH_CONFIG = f"{os.environ.get('TODO_MACHINE_DIR', '/var/lib/todo-machine')}/ssh-config"
+PUSH_URL = "ssh://default/srv/todo/deploy.git"
+GIT_ENV = {
+    **os.environ,
+    "GIT_AUTHOR_NAME": "release test",
+    "GIT_AUTHOR_EMAIL": "release-test@localhost",
+    "GIT_COMMITTER_NAME": "release test",
+    "GIT_COMMITTER_EMAIL": "release-test@localhost",
+    "GIT_SSH_COMMAND": f"ssh -F {SSH_CONFIG}",
+}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _route_is_local(machine_address):
+    """Refuse to touch the machine unless its address is on a local link."""
+
+
+class Clone:
+    """A throwaway clone of this repo to make commits in."""
+
+    def __init__(self, path):
+        self.path = path
+        self.git("clone", "--quiet", str(REPO), str(path), cwd=REPO)
+        self.base = self.git("rev-parse", "HEAD").strip()
+
+    def git(self, *args, cwd=None, check=True):
+        out = subprocess.run(
+            ["git", *args], cwd=cwd or self.path, env=GIT_ENV, capture_output=True, text=True, check=False
+        )
+        if check and out.returncode:
+            raise AssertionError(f"git {' '.join(args)}: {out.stderr}")
+        return out.stdout
+
+    def commit(self, message, change):
+        """Commit on top of the base commit: ``change(path)`` edits the tree; return the commit id."""
+        self.git("checkout", "--quiet", "--detach", self.base)
+        change(self.path)
+        self.git("add", "-A")
+        self.git("commit", "--quiet", "-m", message)
+        return self.git("rev-parse", "HEAD").strip()
+
+    def push(self, commit, ref="refs/heads/main"):
+        """git push COMMIT to REF (the deploy branch) on the machine, the operator's way; return the result."""
+        return subprocess.run(
+            ["git", "push", PUSH_URL, f"{commit}:{ref}"],
+            cwd=self.path,
+            env=GIT_ENV,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory):
+    """A clone to commit changes in; afterwards this repo's HEAD is released again."""
+    yield Clone(tmp_path_factory.mktemp("release") / "repo")
+    subprocess.run([str(REPO / "scripts/release"), "HEAD"], cwd=REPO, check=True, capture_output=True)
+
+
+def release(clone, *args):
+    """Run scripts/release (args, e.g. a ref, --rollback) on the clone; return the CompletedProcess."""
+    return subprocess.run(
+        [str(REPO / "scripts/release"), "-C", str(clone.path), *args],
+        env=GIT_ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+    )

@@ -1,0 +1,224 @@
+"""Releases under load: zero failed requests for a release, a rollback and every failed release.
+
+Every test runs its action under ~20 clients browsing and adding todos through nginx
+(tests/load.py) and checks the load saw no failure, that every acknowledged todo is in
+the database, and which release and gunicorn masters serve afterwards.
+"""
+
+import json
+import shlex
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.load import Load
+from tests.release.conftest import release
+
+pytestmark = pytest.mark.destructive
+
+APP = "todo"
+INSTANCES = [f"{APP}-0", f"{APP}-1"]
+PROBE = "<!-- release probe -->"
+
+
+def current(host):
+    """The current release id on the machine."""
+    return host.file(f"/srv/{APP}/current").linked_to.rsplit("/", 1)[1]
+
+
+def kept(host):
+    """Release ids under /srv/<app>/releases, oldest first."""
+    return sorted(host.check_output(f"ls /srv/{APP}/releases").split())
+
+
+def masters(host):
+    """{instance: gunicorn master PID}."""
+    return dict(zip(INSTANCES, host.check_output(f"supervisorctl pid {' '.join(INSTANCES)}").split(), strict=True))
+
+
+VERSION = (
+    "import http.client, socket, sys\n"
+    "c = http.client.HTTPConnection('localhost'); c.sock = socket.socket(socket.AF_UNIX); c.sock.connect(sys.argv[1])\n"
+    "c.request('GET', '/version'); print(c.getresponse().read().decode())"
+)
+
+
+def serving(host):
+    """{instance: release id its /version names}, asked on each instance's socket."""
+    return {
+        instance: json.loads(host.check_output(f"python3 -c {shlex.quote(VERSION)} /run/{APP}/{instance}.sock"))[
+            "release"
+        ]
+        for instance in INSTANCES
+    }
+
+
+def assert_clean(load, host):
+    """No failed request and every acknowledged todo stored (then the load's todos are deleted)."""
+    try:
+        assert load.failures == [], f"{len(load.failures)} failures, first: {load.failures[:5]}"
+        assert load.acknowledged, "the load added no todo: it did not run"
+        missing = set(load.acknowledged) - load.stored(host)
+        assert not missing, f"{len(missing)} acknowledged todos are not in the database"
+    finally:
+        load.forget(host)
+
+
+def add_probe(tree):
+    base = Path(tree, "app/todo/templates/base.html")
+    base.write_text(base.read_text().replace("</body>", f"{PROBE}\n</body>"))
+
+
+def test_release_of_a_changed_app_under_load(clone, host, machine_address, report):
+    commit = clone.commit("app: release probe", add_probe)
+    before, pids = current(host), masters(host)
+    with Load(machine_address) as load:
+        result = release(clone, commit)
+    report("release under load", f"{load.summary()}; {result.stderr.strip().splitlines()[-1]}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_clean(load, host)
+    after = current(host)
+    assert after != before and after.endswith(commit[:7])
+    assert serving(host) == dict.fromkeys(INSTANCES, after)
+    assert all(masters(host)[i] != pids[i] for i in INSTANCES)
+    assert PROBE in requests.get(f"http://{machine_address}/", timeout=10).text
+    assert {before, after} <= set(load.releases), "pages of both releases were seen while it rolled"
+
+
+def test_old_release_static_files_still_served(host, machine_address):
+    older = [r for r in kept(host) if r < current(host)]
+    response = requests.get(f"http://{machine_address}/static/{older[-1]}/style.css", timeout=10)
+    assert response.status_code == 200
+
+
+def test_rollback_under_load(clone, host, machine_address, report):
+    before, pids = current(host), masters(host)
+    previous = [r for r in kept(host) if r < before][-1]
+    with Load(machine_address) as load:
+        result = release(clone, "--rollback")
+    report("rollback under load", load.summary())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_clean(load, host)
+    assert current(host) == previous
+    assert serving(host) == dict.fromkeys(INSTANCES, previous)
+    assert all(masters(host)[i] != pids[i] for i in INSTANCES)
+    assert PROBE not in requests.get(f"http://{machine_address}/", timeout=10).text
+    assert before in kept(host), "a rollback keeps the newer release"
+
+
+def test_rollback_to_a_named_release(clone, host):
+    newest = kept(host)[-1]
+    result = release(clone, "--rollback", newest)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert current(host) == newest
+
+
+def test_release_list_marks_the_current_release(clone, host):
+    result = release(clone, "--list")
+    assert result.returncode == 0, result.stderr
+    marked = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("* ")]
+    assert marked == [current(host)]
+    assert all(r in result.stdout for r in kept(host))
+
+
+def _broken_import(tree):
+    path = Path(tree, "app/todo/__init__.py")
+    path.write_text(path.read_text() + "\nimport todo_no_such_module  # noqa\n")
+
+
+def _failing_migration(tree):
+    Path(tree, "app/migrations/0002.release-probe.sql").write_text(
+        "CREATE TABLE release_probe (id int);\nSELECT 1 / 0;\n"
+    )
+
+
+def _failing_health_check(tree):
+    path = Path(tree, "app/todo/db.py")
+    path.write_text(path.read_text().replace('return jsonify(status="ok")', 'return jsonify(status="broken"), 500'))
+
+
+def _instance_will_not_start(tree):
+    path = Path(tree, "app/gunicorn.conf.py")
+    path.write_text(path.read_text() + '\n\ndef on_starting(server):\n    raise RuntimeError("release probe")\n')
+
+
+@pytest.mark.parametrize(
+    ("change", "step", "restarts"),
+    [
+        (_broken_import, "check", False),
+        (_failing_migration, "migrate", False),
+        (_failing_health_check, "health check", True),
+        (_instance_will_not_start, "start", True),
+    ],
+    ids=["broken-import", "failing-migration", "failing-health-check", "instance-will-not-start"],
+)
+def test_failed_release_keeps_the_old_one_serving(clone, host, machine_address, report, change, step, restarts):
+    commit = clone.commit(f"app: {change.__name__}", change)
+    before, releases, pids = current(host), kept(host), masters(host)
+    with Load(machine_address) as load:
+        result = release(clone, commit)
+    report(f"failed release ({step}) under load", load.summary())
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert f"failed at step '{step}'" in output
+    assert "pre-receive hook declined" in output
+    assert_clean(load, host)
+    assert current(host) == before and kept(host) == releases, "the failed release is gone, the old one current"
+    assert serving(host) == dict.fromkeys(INSTANCES, before)
+    after = masters(host)
+    assert after[INSTANCES[1]] == pids[INSTANCES[1]], "the release stopped at the first instance"
+    assert (after[INSTANCES[0]] != pids[INSTANCES[0]]) == restarts
+    if step == "migrate":
+        tables = host.check_output("runuser -u postgres -- psql -d todo -Atc '\\dt'")
+        assert "release_probe" not in tables, "the failed migration was rolled back"
+
+
+def test_negative_control_restarting_all_instances_at_once_fails_requests(host, machine_address, report):
+    """The load harness sees downtime: supervisorctl restart of every instance loses requests."""
+    with Load(machine_address, max_seconds=60) as load:
+        time.sleep(1)
+        host.check_output(f"supervisorctl restart {' '.join(INSTANCES)}")
+        time.sleep(1)
+    report("supervisorctl restart of all instances under load", load.summary())
+    load.forget(host)
+    assert load.failures, "the load saw no failure: it cannot see downtime"
+    assert any(code == 502 for code, _ in load.failures)
+
+
+def test_git_push_releases_the_pushed_commit(clone, host):
+    commit = clone.commit("app: pushed", add_probe)
+    result = clone.push(commit)
+    assert result.returncode == 0, result.stderr
+    assert "remote: " in result.stderr and "done: release" in result.stderr
+    assert current(host).endswith(commit[:7])
+    assert host.check_output(f"git --git-dir=/srv/{APP}/deploy.git rev-parse main") == commit
+
+
+def test_git_push_of_a_broken_commit_is_rejected(clone, host):
+    before = current(host)
+    branch = host.check_output(f"git --git-dir=/srv/{APP}/deploy.git rev-parse main")
+    result = clone.push(clone.commit("app: broken import", _broken_import))
+    assert result.returncode != 0
+    assert "pre-receive hook declined" in result.stderr and "failed at step 'check'" in result.stderr
+    assert current(host) == before
+    assert host.check_output(f"git --git-dir=/srv/{APP}/deploy.git rev-parse main") == branch
+
+
+def test_git_push_to_another_branch_is_refused(clone):
+    result = clone.push(clone.base, ref="refs/heads/feature")
+    assert result.returncode != 0 and "only pushes to main are released" in result.stderr
+
+
+def test_pruning_keeps_five_releases_and_the_current_one(clone, host):
+    for n in range(max(0, 6 - len(kept(host)))):
+
+        def touch(tree, n=n):
+            Path(tree, "app/todo/static/prune.txt").write_text(f"prune {n}\n")
+
+        result = release(clone, clone.commit(f"app: prune {n}", touch))
+        assert result.returncode == 0, result.stdout + result.stderr
+    releases = kept(host)
+    assert len(releases) == 5
+    assert current(host) == releases[-1]
