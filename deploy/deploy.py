@@ -39,8 +39,9 @@ TEMPLATE_DATA = {
 # --- Packages -----------------------------------------------------------------------------------
 
 apt.packages(
-    name="Ensure nginx, supervisor, PostgreSQL and Python are installed.",
-    packages=["nginx", "supervisor", "postgresql", "python3-venv", "libpq5", "ca-certificates", "git", "sudo", "iproute2"],
+    name="Ensure nginx, supervisor, PostgreSQL, Python and the release tool's needs are installed.",
+    packages=["nginx", "supervisor", "postgresql", "python3-venv", "libpq5", "ca-certificates"]
+    + ["git", "sudo", "iproute2"],
     no_recommends=True,
     update=True,
     cache_time=3600,

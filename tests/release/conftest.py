@@ -54,9 +54,12 @@ class Clone:
         return self.git("rev-parse", "HEAD").strip()
 
     def push(self, commit, ref="refs/heads/main"):
-        """git push COMMIT to REF (the deploy branch) on the machine, the operator's way; return the result."""
+        """git push --force COMMIT to REF (the deploy branch) on the machine; return the result.
+
+        --force: the test commits sit on this repo's HEAD, not on what the machine serves.
+        """
         return subprocess.run(
-            ["git", "push", PUSH_URL, f"{commit}:{ref}"],
+            ["git", "push", "--force", PUSH_URL, f"{commit}:{ref}"],
             cwd=self.path,
             env=GIT_ENV,
             capture_output=True,

@@ -8,6 +8,7 @@ the database, and which release and gunicorn masters serve afterwards.
 import json
 import shlex
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.destructive
 
 APP = "todo"
 INSTANCES = [f"{APP}-0", f"{APP}-1"]
-PROBE = "<!-- release probe -->"
+PROBE = f"<!-- release probe {uuid.uuid4().hex} -->"
 
 
 def current(host):
@@ -177,7 +178,7 @@ def test_failed_release_keeps_the_old_one_serving(clone, host, machine_address, 
 
 def test_negative_control_restarting_all_instances_at_once_fails_requests(host, machine_address, report):
     """The load harness sees downtime: supervisorctl restart of every instance loses requests."""
-    with Load(machine_address, max_seconds=60) as load:
+    with Load(machine_address, max_seconds=40) as load:
         time.sleep(1)
         host.check_output(f"supervisorctl restart {' '.join(INSTANCES)}")
         time.sleep(1)
