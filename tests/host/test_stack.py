@@ -1,5 +1,6 @@
 """The provisioned host, checked the way a tester checks a Vagrant VM (pytest-testinfra)."""
 
+import json
 import re
 
 import pytest
@@ -195,3 +196,30 @@ def test_app_role_needs_its_password(host):
 def test_instance_health_check_on_socket(host, instance):
     cmd = f"cd /srv/{APP}/current && venv/bin/python -m {APP}.healthcheck /run/{APP}/{instance}.sock --timeout 5"
     assert host.run(cmd).rc == 0
+
+
+def test_release_tool_installed_root_only(host):
+    tool = host.file(f"/usr/local/sbin/{APP}-release")
+    assert (tool.user, tool.group, tool.mode) == ("root", "root", 0o755)
+    assert host.run(f"runuser -u {APP} -- /usr/local/sbin/{APP}-release restart").rc != 0  # not as the app user
+
+
+def test_release_settings_match_the_deploy(host):
+    settings = json.loads(host.file(f"/etc/{APP}/release.json").content_string)
+    assert settings["keep_releases"] == 5 and settings["instances"] == len(INSTANCES)
+
+
+def test_push_repository_is_shared_with_the_deploy_group(host):
+    repo = host.file(f"/srv/{APP}/deploy.git")
+    assert repo.group == f"{APP}-deploy" and repo.mode & 0o2070 == 0o2070
+    hook = host.file(f"/srv/{APP}/deploy.git/hooks/pre-receive")
+    assert hook.user == "root" and hook.mode == 0o755
+    assert f"{APP}-deploy" in host.user("vagrant").groups
+
+
+def test_deploy_group_may_run_only_the_release_tool(host):
+    sudoers = host.file(f"/etc/sudoers.d/{APP}-deploy")
+    assert (sudoers.user, sudoers.mode) == ("root", 0o440)
+    assert host.run(f"visudo -cqf /etc/sudoers.d/{APP}-deploy").rc == 0
+    rules = [line for line in sudoers.content_string.splitlines() if line and not line.startswith("#")]
+    assert rules == [f"%{APP}-deploy ALL=(root) NOPASSWD: /usr/local/sbin/{APP}-release"]
