@@ -30,8 +30,10 @@ def create_app(test_config=None):
         MAX_CONTENT_LENGTH=16 * 1024,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        # Seconds a request waits for a pooled connection before a 503.
-        DB_POOL_TIMEOUT=5.0,
+        # Seconds a request waits for a pooled connection before a 503. A sync worker uses
+        # one connection at a time, so waiting only happens when the database cannot be
+        # reached: fail fast with a clear page instead of holding the worker.
+        DB_POOL_TIMEOUT=1.0,
         DB_POOL_MAX_SIZE=4,
     )
     # loads=str: every value stays a string (json.loads would turn "1e5" into a float).

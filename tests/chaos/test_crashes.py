@@ -1,9 +1,12 @@
-"""The stack heals itself after kill -9 of each of its processes (supervisor, systemd drop-ins)."""
+"""The stack heals itself: kill -9 of each of its processes, a database outage, a broken nginx reload."""
+
+import time
 
 import pytest
 import requests
 
 from tests.helpers import add_todo, new_session, stored, wait_until
+from tests.load import Load
 
 pytestmark = pytest.mark.chaos
 
@@ -111,3 +114,74 @@ def test_supervisord_killed_is_back_with_one_master_per_instance(host, machine_a
 
     _, took = wait_until(healed, timeout=30)
     report("supervisord kill -9 (to all instances running, no orphans)", f"recovered in {took:.1f} s")
+
+
+def supervisor_states(host):
+    """{instance: supervisor state}, e.g. RUNNING, BACKOFF, FATAL."""
+    out = host.run(f"supervisorctl status {' '.join(INSTANCES)}").stdout
+    return {line.split()[0]: line.split()[1] for line in out.splitlines()}
+
+
+def static_url(address):
+    """The stylesheet URL the current release's pages name."""
+    release = requests.get(f"http://{address}/version", timeout=5).json()["release"]
+    return f"http://{address}/static/{release}/style.css"
+
+
+def test_postgresql_stopped_30s_fails_fast_and_recovers_without_restart(host, machine_address, acknowledged, report):
+    masters, css = instance_pids(host), static_url(machine_address)
+    host.check_output("systemctl stop postgresql@15-main")
+    try:
+        slowest, deadline = 0.0, time.monotonic() + 30
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            page = requests.get(f"http://{machine_address}/", timeout=10)
+            slowest = max(slowest, time.monotonic() - started)
+            assert page.status_code == 503 and "The database is unavailable" in page.text
+            assert requests.get(f"http://{machine_address}/healthz", timeout=10).status_code == 503
+            assert requests.get(css, timeout=10).status_code == 200  # static files do not need the database
+            time.sleep(1)
+        assert slowest < 2, f"a database page took {slowest:.1f} s to fail"
+        assert set(supervisor_states(host).values()) == {"RUNNING"}, "gunicorn must not go FATAL"
+    finally:
+        host.check_output("systemctl start postgresql@15-main")
+    _, took = wait_until(lambda: http_ok(machine_address, "/"), timeout=5)
+    report("PostgreSQL stopped 30 s", f"503 in at most {slowest:.2f} s while down; 200 again {took:.1f} s after start")
+    assert instance_pids(host) == masters, "gunicorn was not restarted"
+
+
+def test_instances_started_before_postgresql_serve_once_it_is_up(host, machine_address, acknowledged, report):
+    """Like a boot where PostgreSQL comes up late: no operator action needed."""
+    host.check_output("systemctl stop postgresql@15-main")
+    try:
+        host.check_output(f"supervisorctl restart {' '.join(INSTANCES)}")
+        time.sleep(5)
+        assert set(supervisor_states(host).values()) == {"RUNNING"}, "no FATAL while the database is missing"
+        page = requests.get(f"http://{machine_address}/", timeout=10)
+        # Every instance keeps its socket closed until healthy: nginx's own clear 503 page.
+        assert page.status_code == 503 and "starting or restarting" in page.text
+        assert page.headers.get("Retry-After") == "5"
+    finally:
+        host.check_output("systemctl start postgresql@15-main")
+    _, took = wait_until(lambda: http_ok(machine_address, "/"), timeout=15)
+    report("instances started before PostgreSQL", f"200 {took:.1f} s after PostgreSQL started")
+
+
+def test_broken_nginx_reload_is_refused_and_old_config_serves_under_load(host, machine_address, report):
+    broken = "/etc/nginx/sites-enabled/zz-broken.conf"
+    master = main_pid(host, "nginx")
+    with Load(machine_address, clients=10, max_seconds=60) as load:
+        time.sleep(1)
+        host.check_output(f"echo 'this is not nginx;' > {broken}")
+        try:
+            assert host.run("nginx -t -q").rc != 0
+            assert host.run("systemctl reload nginx").rc != 0, "systemctl reload refuses a broken config"
+            host.check_output(f"kill -HUP {master}")  # nginx -s reload: the master keeps the old config
+            time.sleep(2)
+        finally:
+            host.check_output(f"rm -f {broken}")
+    report("broken nginx reload under load", load.summary())
+    load.forget(host)
+    assert load.failures == [] and load.acknowledged
+    assert main_pid(host, "nginx") == master
+    assert host.run("nginx -t -q").rc == 0
