@@ -34,6 +34,10 @@ def create_app(test_config=None):
         # one connection at a time, so waiting only happens when the database cannot be
         # reached: fail fast with a clear page instead of holding the worker.
         DB_POOL_TIMEOUT=1.0,
+        # Seconds the pool keeps retrying (backoff 1, 2, 4 s...) before giving up; the next
+        # request then tries again at once. Short, so that after an outage no worker waits
+        # out a long backoff: psycopg_pool's default of 300 s grows the gaps to 16-32 s.
+        DB_RECONNECT_TIMEOUT=4.0,
         DB_POOL_MAX_SIZE=4,
     )
     # loads=str: every value stays a string (json.loads would turn "1e5" into a float).

@@ -24,6 +24,7 @@ def get_pool():
             min_size=1,
             max_size=int(current_app.config["DB_POOL_MAX_SIZE"]),
             timeout=float(current_app.config["DB_POOL_TIMEOUT"]),
+            reconnect_timeout=float(current_app.config["DB_RECONNECT_TIMEOUT"]),
             # Test a connection before lending it: a restarted server leaves stale ones.
             check=ConnectionPool.check_connection,
             open=False,
