@@ -61,10 +61,9 @@ def test_postmaster_killed_is_back_within_10s_and_app_recovers_without_restart(
     masters = instance_pids(host)
     old = main_pid(host, "postgresql@15-main")
     host.run(f"kill -9 {old}")
-    _, took = wait_until(
-        lambda: main_pid(host, "postgresql@15-main") not in (0, old) and http_ok(machine_address, "/"), timeout=10
-    )
-    report("postmaster kill -9 (to a 200 page)", f"recovered in {took:.1f} s")
+    _, back = wait_until(lambda: main_pid(host, "postgresql@15-main") not in (0, old), timeout=10)
+    _, took = wait_until(lambda: every_worker_ok(machine_address), timeout=20)
+    report("postmaster kill -9", f"postmaster back in {back:.1f} s, 24 pages in a row 200 {took:.1f} s later")
     assert instance_pids(host) == masters  # gunicorn was not restarted: the pool reconnected
 
 
