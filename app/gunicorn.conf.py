@@ -12,11 +12,9 @@ Settings are from the gunicorn docs (https://docs.gunicorn.org/en/stable/setting
 and its deploy guide; each value is explained in a comment beside it.
 """
 
-import grp
-import importlib.util
 import os
-import threading
-import time
+import subprocess
+import sys
 from pathlib import Path
 
 RELEASE_DIR = Path(__file__).resolve().parent
@@ -72,44 +70,23 @@ graceful_timeout = 20
 keepalive = 2
 
 
-def _healthcheck():
-    """todo/healthcheck.py loaded on its own (stdlib only): the master must not import the app's package."""
-    spec = importlib.util.spec_from_file_location("todo_healthcheck", RELEASE_DIR / "todo" / "healthcheck.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _open_when_healthy(server, path, gid):
-    """Poll this instance's /healthz on ``path``; once it answers 200, let nginx's group connect.
+def when_ready(server):
+    """Open each socket to nginx's group once the instance is healthy.
 
     Until then the socket is srwxrwx--- todo:todo and nginx's connect() is refused with
     EACCES, so nginx sends the request to the next instance: a new, restarted or broken
-    instance never gets a client's request before it is healthy. Polls every 0.2 s
-    for as long as it takes (a late database at boot just delays it).
+    instance never gets a client's request before it is healthy. The wait runs in a child
+    process (todo/healthcheck.py, stdlib only, with no timeout: a late database at boot
+    just delays it), never in a thread of the master: a worker forked while a thread
+    holds a lock would inherit it locked and hang for good.
     """
-    check = _healthcheck().check
-    started = time.monotonic()
-    while True:
-        try:
-            if check(path)[0] == 200:
-                break
-        except OSError:
-            pass
-        time.sleep(0.2)
-    os.chown(path, -1, gid)
-    os.chmod(path, 0o660)
-    server.log.info("healthy after %.1f s: %s open to group %s (0660)", time.monotonic() - started, path, SOCKET_GROUP)
-
-
-def when_ready(server):
-    """Open each socket to nginx's group once the instance is healthy (a thread in the master)."""
-    gid = grp.getgrnam(SOCKET_GROUP).gr_gid
     for address in bind:
         path = address.removeprefix("unix:")
-        opener = threading.Thread(target=_open_when_healthy, args=(server, path, gid), name="open-when-healthy")
-        opener.daemon = True
-        opener.start()
+        subprocess.Popen(
+            [sys.executable, str(RELEASE_DIR / "todo" / "healthcheck.py"), path, "--timeout", "inf"]
+            + ["--open-to", SOCKET_GROUP]
+        )
+        server.log.info("%s stays closed to nginx until /healthz answers 200", path)
 
 
 # Logs go to stdout/stderr; supervisor writes and rotates them in /var/log/todo.
