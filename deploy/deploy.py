@@ -149,8 +149,8 @@ files.put(
     dest=RELEASE_TOOL,
     mode="755",
 )
-release_settings = {key: setting(key) for key in ("app_name", "instances", "keep_releases", "health_timeout")}
-release_settings |= {key: setting(key) for key in ("drain_timeout", "deploy_branch")}
+RELEASE_SETTINGS = ("app_name", "instances", "keep_releases", "health_timeout", "drain_timeout", "deploy_branch")
+release_settings = {key: setting(key) for key in RELEASE_SETTINGS}
 files.put(
     name=f"Ensure the release settings {ETC}/release.json.",
     src=io.StringIO(json.dumps(release_settings, indent=1, sort_keys=True) + "\n"),

@@ -30,10 +30,9 @@ def create_app(test_config=None):
         MAX_CONTENT_LENGTH=16 * 1024,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        # Seconds a request waits for a pooled connection before a 503. A sync worker uses
-        # one connection at a time, so waiting only happens when the database cannot be
-        # reached: fail fast with a clear page instead of holding the worker.
-        DB_POOL_TIMEOUT=1.0,
+        # Seconds a request waits for a pooled connection before a 503, while the database is
+        # slow to connect; once connecting fails, requests get their 503 at once (db.connection).
+        DB_POOL_TIMEOUT=5.0,
         # Seconds the pool keeps retrying (backoff 1, 2, 4 s...) before giving up; the next
         # request then tries again at once. Short, so that after an outage no worker waits
         # out a long backoff: psycopg_pool's default of 300 s grows the gaps to 16-32 s.

@@ -1,6 +1,8 @@
 """PostgreSQL access: one psycopg_pool connection pool per worker process."""
 
 import os
+import time
+from contextlib import contextmanager
 
 import psycopg
 from flask import current_app, jsonify
@@ -8,6 +10,24 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 #: Errors that mean "the database is unavailable" (answered with a 503).
 UNAVAILABLE = (psycopg.OperationalError, PoolTimeout)
+#: Seconds between looks at whether the database refuses, while a request waits for a connection.
+REFUSED_CHECK_INTERVAL = 0.25
+
+
+class _Connection(psycopg.Connection):
+    """A psycopg connection that records whether this process's last attempt to connect failed."""
+
+    refused = False
+
+    @classmethod
+    def connect(cls, *args, **kwargs):
+        try:
+            conn = super().connect(*args, **kwargs)
+        except psycopg.OperationalError:
+            _Connection.refused = True
+            raise
+        _Connection.refused = False
+        return conn
 
 
 def get_pool():
@@ -29,10 +49,36 @@ def get_pool():
             check=ConnectionPool.check_connection,
             open=False,
             name=f"todo-{os.getpid()}",
+            connection_class=_Connection,
         )
         pool.open(wait=False)
         ext["todo_pool"], ext["todo_pool_pid"] = pool, os.getpid()
     return pool
+
+
+@contextmanager
+def connection():
+    """A pooled connection in a transaction (committed on success), like ``pool.connection()``.
+
+    Waits up to DB_POOL_TIMEOUT seconds while the database is merely slow (a first
+    connection on a busy machine), but raises PoolTimeout within REFUSED_CHECK_INTERVAL
+    once the pool's last attempt to connect failed: a database that refuses gets a fast
+    503, not one that makes every request wait out the timeout.
+    """
+    pool = get_pool()
+    deadline = time.monotonic() + float(current_app.config["DB_POOL_TIMEOUT"])
+    while True:
+        try:
+            conn = pool.getconn(timeout=min(REFUSED_CHECK_INTERVAL, max(0.0, deadline - time.monotonic())))
+            break
+        except PoolTimeout:
+            if _Connection.refused or time.monotonic() >= deadline:
+                raise
+    try:
+        with conn:
+            yield conn
+    finally:
+        pool.putconn(conn)
 
 
 def close_pool():
@@ -45,7 +91,7 @@ def close_pool():
 def healthz():
     """Answer 200 when the database answers ``SELECT 1``, else 503."""
     try:
-        with get_pool().connection() as conn:
+        with connection() as conn:
             conn.execute("SELECT 1")
     except UNAVAILABLE as exc:
         return jsonify(status="unavailable", error=type(exc).__name__), 503

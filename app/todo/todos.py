@@ -7,7 +7,7 @@ from flask_wtf import FlaskForm
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
-from .db import get_pool
+from .db import connection
 
 bp = Blueprint("todos", __name__)
 
@@ -36,7 +36,7 @@ class ActionForm(FlaskForm):
 
 def _list_todos():
     """Return all todos, newest first."""
-    with get_pool().connection() as conn:
+    with connection() as conn:
         return conn.execute("SELECT id, text, done, created FROM todo ORDER BY created DESC, id DESC").fetchall()
 
 
@@ -57,7 +57,7 @@ def add():
     form = TodoForm()
     if not form.validate_on_submit():
         return _render_index(form, 400)
-    with get_pool().connection() as conn:
+    with connection() as conn:
         conn.execute("INSERT INTO todo (text) VALUES (%s)", (form.text.data,))
     flash("Added.")
     return redirect(url_for("todos.index"), 303)
@@ -67,7 +67,7 @@ def _update(sql, todo_id):
     """Run ``sql`` for one todo id; 404 when no such todo exists."""
     if not ActionForm().validate_on_submit():
         abort(400)
-    with get_pool().connection() as conn:
+    with connection() as conn:
         if conn.execute(sql, (todo_id,)).rowcount == 0:
             abort(404, f"There is no todo {todo_id}.")
     return redirect(url_for("todos.index"), 303)

@@ -167,6 +167,7 @@ def test_failed_release_keeps_the_old_one_serving(clone, host, machine_address, 
     assert "pre-receive hook declined" in output
     assert_clean(load, host)
     assert current(host) == before and kept(host) == releases, "the failed release is gone, the old one current"
+    assert set(load.releases) == {before}, "no client got a page from the failed release"
     assert serving(host) == dict.fromkeys(INSTANCES, before)
     after = masters(host)
     assert after[INSTANCES[1]] == pids[INSTANCES[1]], "the release stopped at the first instance"
