@@ -38,6 +38,12 @@ def create_app(test_config=None):
         # out a long backoff: psycopg_pool's default of 300 s grows the gaps to 16-32 s.
         DB_RECONNECT_TIMEOUT=4.0,
         DB_POOL_MAX_SIZE=4,
+        # Seconds a connection may be in use (DB_QUERY_TIMEOUT) or checked before it is lent
+        # (DB_CHECK_TIMEOUT) before it is cut off: statement_timeout (5 s, set by gunicorn.conf.py)
+        # plus a second for the server's answer; a check needs no more than a connect (3 s).
+        # Both are client-side deadlines for a hung server, far below gunicorn's 30 s timeout.
+        DB_QUERY_TIMEOUT=6.0,
+        DB_CHECK_TIMEOUT=3.0,
     )
     # loads=str: every value stays a string (json.loads would turn "1e5" into a float).
     app.config.from_prefixed_env("TODO", loads=str)

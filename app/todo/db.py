@@ -1,8 +1,10 @@
 """PostgreSQL access: one psycopg_pool connection pool per worker process."""
 
 import os
+import socket
+import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import psycopg
 from flask import current_app, jsonify
@@ -12,6 +14,35 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 UNAVAILABLE = (psycopg.OperationalError, PoolTimeout)
 #: Seconds between looks at whether the database refuses, while a request waits for a connection.
 REFUSED_CHECK_INTERVAL = 0.25
+
+
+@contextmanager
+def cut_off_after(conn, seconds):
+    """Cut ``conn`` off if the block still runs after ``seconds``.
+
+    A hung server (SIGSTOP, a frozen VM, a lost network) never answers, and its
+    ``statement_timeout`` cannot fire: libpq would wait forever and only gunicorn's
+    worker timeout would end the request. On the deadline a timer thread shuts the
+    connection's socket down; the waiting query then fails in psycopg's own code with
+    OperationalError (the connection is closed, and the pool replaces it).
+    """
+    lock, done = threading.Lock(), False
+
+    def cut():
+        with lock, suppress(OSError, psycopg.Error):
+            if not done:
+                with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(seconds, cut)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield conn
+    finally:
+        with lock:
+            done = True
+        timer.cancel()
 
 
 class _Connection(psycopg.Connection):
@@ -46,7 +77,7 @@ def get_pool():
             timeout=float(current_app.config["DB_POOL_TIMEOUT"]),
             reconnect_timeout=float(current_app.config["DB_RECONNECT_TIMEOUT"]),
             # Test a connection before lending it: a restarted server leaves stale ones.
-            check=ConnectionPool.check_connection,
+            check=_checker(float(current_app.config["DB_CHECK_TIMEOUT"])),
             open=False,
             name=f"todo-{os.getpid()}",
             connection_class=_Connection,
@@ -56,6 +87,16 @@ def get_pool():
     return pool
 
 
+def _checker(seconds):
+    """psycopg_pool's check_connection, cut off after ``seconds`` (a hung server)."""
+
+    def check(conn):
+        with cut_off_after(conn, seconds):
+            ConnectionPool.check_connection(conn)
+
+    return check
+
+
 @contextmanager
 def connection():
     """A pooled connection in a transaction (committed on success), like ``pool.connection()``.
@@ -63,7 +104,8 @@ def connection():
     Waits up to DB_POOL_TIMEOUT seconds while the database is merely slow (a first
     connection on a busy machine), but raises PoolTimeout within REFUSED_CHECK_INTERVAL
     once the pool's last attempt to connect failed: a database that refuses gets a fast
-    503, not one that makes every request wait out the timeout.
+    503, not one that makes every request wait out the timeout. The block must end within
+    DB_QUERY_TIMEOUT seconds, or the connection is cut off (``cut_off_after``).
     """
     pool = get_pool()
     deadline = time.monotonic() + float(current_app.config["DB_POOL_TIMEOUT"])
@@ -75,7 +117,7 @@ def connection():
             if _Connection.refused or time.monotonic() >= deadline:
                 raise
     try:
-        with conn:
+        with cut_off_after(conn, float(current_app.config["DB_QUERY_TIMEOUT"])), conn:
             yield conn
     finally:
         pool.putconn(conn)

@@ -1,10 +1,13 @@
 """The todo app against a real PostgreSQL: every route, good and bad input."""
 
 import re
+import time
 
+import psycopg
 import pytest
 
 from todo import create_app
+from todo.db import close_pool, connection, cut_off_after
 
 
 def csrf_token(client):
@@ -169,3 +172,25 @@ def test_version_names_release_and_instance(database_url):
     app = create_app({"SECRET_KEY": "x", "DATABASE_URL": database_url, "RELEASE": "r1", "INSTANCE": "todo-1"})
     body = app.test_client().get("/version").json
     assert body["release"] == "r1" and body["instance"] == "todo-1" and body["pid"] > 0
+
+
+def test_query_past_deadline_is_cut_off_fast(database_url):
+    """A server that never answers (here: a sleeping query, no statement_timeout) is cut off
+    by the client-side deadline with OperationalError, answered as a 503."""
+    app = create_app({"SECRET_KEY": "x", "DATABASE_URL": database_url, "DB_QUERY_TIMEOUT": 0.5})
+    with app.app_context():
+        started = time.monotonic()
+        with pytest.raises(psycopg.OperationalError), connection() as conn:
+            conn.execute("SELECT pg_sleep(5)")
+        assert time.monotonic() - started < 2
+        # The pool replaced the cut connection: the next use works.
+        with connection() as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        close_pool()
+
+
+def test_connection_is_not_cut_after_its_block_ends(db):
+    with cut_off_after(db, 0.3):
+        db.execute("SELECT 1")
+    time.sleep(0.5)  # past the deadline of the block that ended
+    assert db.execute("SELECT 1").fetchone() == (1,)

@@ -1,6 +1,7 @@
 """The stack heals itself: kill -9 of each of its processes, a database outage, a broken nginx reload."""
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -191,3 +192,38 @@ def test_broken_nginx_reload_is_refused_and_old_config_serves_under_load(host, m
     assert load.failures == [] and load.acknowledged
     assert main_pid(host, "nginx") == master
     assert host.run("nginx -t -q").rc == 0
+
+
+def worker_pids(host):
+    """PIDs of every gunicorn worker (children of a supervised master)."""
+    masters = set(instance_pids(host).values())
+    return {pid for pid, ppid in gunicorn_processes(host) if ppid in masters}
+
+
+def timed_get(url):
+    """(status, body, seconds) of one GET."""
+    started = time.monotonic()
+    page = requests.get(url, timeout=60)
+    return page.status_code, page.text, time.monotonic() - started
+
+
+def test_postgresql_hung_fails_within_db_timeouts_not_worker_timeouts(host, machine_address, acknowledged, report):
+    """SIGSTOP on every PostgreSQL process: statement_timeout cannot fire in a stopped server,
+    so only the app's own deadlines (connect_timeout, the check and query deadlines) end
+    the waits; gunicorn's 30 s worker timeout must never be what answers."""
+    workers, url = worker_pids(host), f"http://{machine_address}/"
+    postgres = host.check_output("pgrep -d ' ' -u postgres")
+    host.check_output(f"kill -STOP {postgres}")
+    try:
+        with ThreadPoolExecutor(8) as pool:  # every worker gets a request that waits on the hung server
+            answers = list(pool.map(timed_get, [url] * 8))
+        answers += [timed_get(url) for _ in range(8)]
+    finally:
+        host.check_output(f"kill -CONT {postgres}")
+    slowest = max(seconds for _, _, seconds in answers)
+    wrong = [(status, body[-200:]) for status, body, _ in answers if "The database is unavailable" not in body]
+    assert not wrong, wrong
+    assert slowest < 10, f"a request to the hung database took {slowest:.1f} s"
+    _, took = wait_until(lambda: every_worker_ok(machine_address), timeout=10)
+    report("PostgreSQL hung (SIGSTOP)", f"503 in ≤ {slowest:.1f} s while hung; 200 {took:.1f} s after SIGCONT")
+    assert worker_pids(host) == workers, "no worker was killed by gunicorn's timeout"
