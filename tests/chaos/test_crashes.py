@@ -1,5 +1,6 @@
 """The stack heals itself: kill -9 of each of its processes, a database outage, a broken nginx reload."""
 
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -227,3 +228,48 @@ def test_postgresql_hung_fails_within_db_timeouts_not_worker_timeouts(host, mach
     _, took = wait_until(lambda: every_worker_ok(machine_address), timeout=10)
     report("PostgreSQL hung (SIGSTOP)", f"503 in ≤ {slowest:.1f} s while hung; 200 {took:.1f} s after SIGCONT")
     assert worker_pids(host) == workers, "no worker was killed by gunicorn's timeout"
+
+
+def query(host, sql):
+    """The output of ``sql`` run by psql as postgres in the app's database (unaligned)."""
+    return host.check_output(f'runuser -u postgres -- psql -d {APP} -Atc "{sql}"')
+
+
+def worker_of_backend(host, backend):
+    """PID of the process at the other end of PostgreSQL backend ``backend``'s unix socket."""
+    sockets = {}  # local inode -> (peer inode, pid)
+    for line in host.check_output("ss -xpnH state established").splitlines():
+        fields = line.split()
+        pid = re.search(r"pid=(\d+)", line)
+        if len(fields) >= 7 and pid:
+            sockets[fields[-4]] = (fields[-2], int(pid.group(1)))
+    peer = next(peer for peer, pid in sockets.values() if pid == backend)
+    return sockets[peer][1]
+
+
+def test_request_past_gunicorn_timeout_fails_cleanly_and_worker_is_replaced(host, machine_address, report):
+    """No code path of the app can run past the 30 s timeout (every database wait is bounded),
+    so the test makes one: it freezes (SIGSTOP) the worker that is serving a request, found
+    through the PostgreSQL backend its query waits in behind a table lock."""
+    url, workers = f"http://{machine_address}/", worker_pids(host)
+    host.check_output(
+        "systemd-run --collect --unit=todo-chaos-lock runuser -u postgres -- psql -d todo -c "
+        "'BEGIN; LOCK TABLE todo IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT'"
+    )
+    wait_until(lambda: query(host, "SELECT 1 FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND granted"), 3)
+    with ThreadPoolExecutor(1) as pool:
+        stuck = pool.submit(timed_get, url)
+        lock_waiter = "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        backend, _ = wait_until(lambda: query(host, lock_waiter), timeout=3)
+        victim = worker_of_backend(host, int(backend.split()[0]))
+        assert victim in workers
+        host.check_output(f"kill -STOP {victim}")
+        time.sleep(3)  # the lock is gone: every other request is served meanwhile
+        others = [timed_get(url) for _ in range(20)]
+        status, body, seconds = stuck.result()
+    assert status == 503 and "took too long" in body, (status, body[-300:])
+    assert 25 < seconds < 45, f"the stuck request ended after {seconds:.1f} s, not at gunicorn's 30 s timeout"
+    assert [s for s, _, _ in others] == [200] * 20
+    assert victim not in worker_pids(host) and len(worker_pids(host)) == len(workers), "the worker was replaced"
+    log = host.check_output(f"grep -h 'WORKER TIMEOUT (pid:{victim})' /var/log/{APP}/{APP}-*.log")
+    report("request past gunicorn's 30 s timeout", f"clean 503 after {seconds:.1f} s; 20 of 20 others 200; {log}")
