@@ -33,3 +33,12 @@ def report(capsys):
             print(f"\n    [measured] {what}: {value}", end="")
 
     return _report
+
+
+def pytest_collection_modifyitems(items):
+    """Run tests marked ``reboot`` first among the host tests, so that every other host test
+    (idempotence, the stack, resilience) checks the rebooted machine, as a tester would."""
+    reboots = [item for item in items if item.get_closest_marker("reboot")]
+    rest = [item for item in items if item not in reboots]
+    host = next((i for i, item in enumerate(rest) if "tests/host/" in item.nodeid), len(rest))
+    items[:] = rest[:host] + reboots + rest[host:]

@@ -273,3 +273,33 @@ def test_request_past_gunicorn_timeout_fails_cleanly_and_worker_is_replaced(host
     assert victim not in worker_pids(host) and len(worker_pids(host)) == len(workers), "the worker was replaced"
     log = host.check_output(f"grep -h 'WORKER TIMEOUT (pid:{victim})' /var/log/{APP}/{APP}-*.log")
     report("request past gunicorn's 30 s timeout", f"clean 503 after {seconds:.1f} s; 20 of 20 others 200; {log}")
+
+
+def test_full_log_filesystem_keeps_serving_and_logs_again_when_freed(host, machine_address, report):
+    """/var/log/todo on a small filesystem the test mounts (supervisor reopens its logs there on
+    SIGUSR2), filled to the last byte: gunicorn's log lines go through supervisor's pipe, so a
+    failed write must cost a log line, never a request."""
+    logs, supervisord = f"/var/log/{APP}", main_pid(host, "supervisor")
+    mode = host.check_output(f"stat -c '%a' {logs}")
+    host.check_output(f"mount -t tmpfs -o size=256k,mode={mode},gid={APP} todo-chaos-logs {logs}")
+    try:
+        host.check_output(f"kill -USR2 {supervisord}")  # supervisord reopens its logs: now on the small fs
+        wait_until(lambda: host.file(f"{logs}/{INSTANCES[0]}.log").exists, timeout=5)
+        host.run(f"dd if=/dev/zero of={logs}/filler bs=4k")  # ends with "No space left on device"
+        assert host.check_output(f"df --output=avail {logs} | tail -1").strip() == "0"
+        with Load(machine_address, clients=10, max_requests=3000, max_seconds=30) as load:
+            time.sleep(8)  # far more log lines than a 64 KiB pipe holds
+        report("log filesystem full", load.summary())
+        load.forget(host)
+        assert load.failures == [] and load.acknowledged
+        assert set(supervisor_states(host).values()) == {"RUNNING"}
+        assert main_pid(host, "supervisor") == supervisord
+        host.check_output(f"rm {logs}/filler")
+        probe = f"/healthz?probe={time.time_ns()}"
+        requests.get(f"http://{machine_address}{probe}", timeout=5)
+        requests.get(f"http://{machine_address}{probe}", timeout=5)  # round-robin: both instances
+        wait_until(lambda: host.run(f"grep -q '{probe}' {logs}/{APP}-*.log").rc == 0, timeout=5)
+    finally:
+        host.run(f"umount --lazy {logs}")
+        host.run(f"kill -USR2 {supervisord}")  # back to the log files on disk
+    assert host.check_output(f"findmnt -n -o FSTYPE --target {logs}") != "tmpfs"
