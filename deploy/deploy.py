@@ -15,7 +15,7 @@ from pyinfra.operations import apt, files, git, postgres, server, systemd
 from pyinfra.operations.util import any_changed
 
 from deploy.facts import CpuCount, LoginUser
-from deploy.settings import server_names, setting, workers_per_instance
+from deploy.settings import server_names, setting, subject_alt_names, workers_per_instance
 
 APP = setting("app_name")
 INSTANCES = int(setting("instances"))
@@ -25,6 +25,8 @@ RELEASE_TOOL = f"/usr/local/sbin/{APP}-release"
 DEPLOY_GROUP = f"{APP}-deploy"
 GIT_DIR = f"{SRV}/deploy.git"
 PG_CONF = f"/etc/postgresql/{setting('postgresql_version')}/main"
+TLS_DIR = f"/etc/ssl/{APP}"
+TLS_CERT, TLS_KEY = f"{TLS_DIR}/{APP}.crt", f"{TLS_DIR}/{APP}.key"
 TEMPLATE_DATA = {
     "app_name": APP,
     "instances": INSTANCES,
@@ -34,18 +36,88 @@ TEMPLATE_DATA = {
     "deploy_branch": setting("deploy_branch"),
     "deploy_group": DEPLOY_GROUP,
     "release_tool": RELEASE_TOOL,
+    "tls_certificate": TLS_CERT,
+    "tls_certificate_key": TLS_KEY,
+    "post_rate_per_second": int(setting("post_rate_per_second")),
+    "post_burst": int(setting("post_burst")),
+    "rate_limit_exempt": list(setting("rate_limit_exempt")),
+    "firewall_tcp_ports": [int(port) for port in setting("firewall_tcp_ports")],
 }
 
 # --- Packages -----------------------------------------------------------------------------------
 
+files.put(
+    name="Ensure apt waits for the dpkg lock (an unattended upgrade may hold it).",
+    src="hardening/90lock-timeout",
+    dest="/etc/apt/apt.conf.d/90todo-lock-timeout",
+    mode="644",
+)
 apt.packages(
     name="Ensure nginx, supervisor, PostgreSQL, Python and the release tool's needs are installed.",
     packages=["nginx", "supervisor", "postgresql", "python3-venv", "libpq5", "ca-certificates"]
-    + ["git", "sudo", "iproute2"],
+    + ["git", "sudo", "iproute2", "openssl", "nftables", "unattended-upgrades"],
     no_recommends=True,
     update=True,
     cache_time=3600,
 )
+
+# --- Host hardening (README, "Security") ---------------------------------------------------------
+
+sshd = files.put(
+    name="Ensure the SSH hardening drop-in (keys only, no root, no forwarding, strong algorithms).",
+    src="hardening/sshd.conf",
+    dest="/etc/ssh/sshd_config.d/10-todo-hardening.conf",
+    mode="600",
+)
+server.shell(
+    name="Validate sshd's configuration (sshd -t); remove the drop-in again if it is refused.",
+    commands=["sshd -t || { rm -f /etc/ssh/sshd_config.d/10-todo-hardening.conf; exit 1; }"],
+    _if=sshd.did_change,
+)
+systemd.service(
+    name="Reload sshd: its configuration changed and is valid.", service="ssh", reloaded=True, _if=sshd.did_change
+)
+files.file(name="Ensure sshd_config is root-only (dev-sec sshd-02).", path="/etc/ssh/sshd_config", mode="600")
+
+sysctl = files.put(
+    name="Ensure the network sysctl hardening (dev-sec linux-baseline).",
+    src="hardening/sysctl.conf",
+    dest="/etc/sysctl.d/90-todo-hardening.conf",
+    mode="644",
+)
+server.shell(
+    name="Apply the network sysctl hardening.",
+    commands=["sysctl -q -p /etc/sysctl.d/90-todo-hardening.conf"],
+    _if=sysctl.did_change,
+)
+
+firewall = files.template(
+    name="Ensure the firewall rules (nftables: inbound SSH, HTTP, HTTPS only).",
+    src="hardening/nftables.conf.j2",
+    dest="/etc/nftables.conf",
+    mode="755",
+    **TEMPLATE_DATA,
+)
+server.shell(
+    name="Validate the firewall rules (nft -c).", commands=["nft -c -f /etc/nftables.conf"], _if=firewall.did_change
+)
+systemd.service(
+    name="Load the firewall rules: they changed and are valid.",
+    service="nftables",
+    running=True,
+    reloaded=True,
+    _if=firewall.did_change,
+)
+systemd.service(name="Ensure the firewall is loaded at boot.", service="nftables", running=True, enabled=True)
+
+files.put(
+    name="Ensure security updates are installed every day (unattended-upgrades).",
+    src="hardening/20auto-upgrades",
+    dest="/etc/apt/apt.conf.d/20auto-upgrades",
+    mode="644",
+)
+for timer in ("apt-daily.timer", "apt-daily-upgrade.timer"):
+    systemd.service(name=f"Ensure {timer} is enabled.", service=timer, running=True, enabled=True)
 
 # --- The app's user and directories -------------------------------------------------------------
 
@@ -218,7 +290,32 @@ systemd.daemon_reload(name="Reload systemd units.", _if=any_changed(*dropins))
 
 # --- nginx --------------------------------------------------------------------------------------
 
+if bool(setting("tls_certificate")) != bool(setting("tls_certificate_key")):
+    raise ValueError("inventory: set tls_certificate and tls_certificate_key together, or neither (self-signed)")
+files.directory(name=f"Ensure {TLS_DIR} exists.", path=TLS_DIR, user="root", group="root", mode="755")
+if setting("tls_certificate"):
+    tls_files = [
+        files.put(name=f"Ensure the operator's TLS {what}.", src=setting(key), dest=dest, mode=mode)
+        for what, key, dest, mode in [
+            ("certificate", "tls_certificate", TLS_CERT, "644"),
+            ("key (root 0600)", "tls_certificate_key", TLS_KEY, "600"),
+        ]
+    ]
+else:
+    tls_files = [
+        server.shell(
+            name="Generate a self-signed TLS certificate (ECDSA P-256, 825 days) for the server names, once.",
+            commands=[
+                f"umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 825 "
+                f"-subj '/CN={TEMPLATE_DATA['server_names'][0]}' -addext 'subjectAltName={subject_alt_names()}' "
+                f"-keyout {TLS_KEY} -out {TLS_CERT} 2>/dev/null && chmod 644 {TLS_CERT}"
+            ],
+            _if=lambda: host.get_fact(File, path=TLS_KEY) is None,
+        )
+    ]
+
 nginx_files = [
+    *tls_files,
     files.put(name="Ensure /etc/nginx/nginx.conf.", src="nginx/nginx.conf", dest="/etc/nginx/nginx.conf", mode="644"),
     *(
         files.put(
@@ -227,7 +324,7 @@ nginx_files = [
             dest=f"/etc/nginx/snippets/todo/{snippet}",
             mode="644",
         )
-        for snippet in ("gzip.conf", "proxy.conf")
+        for snippet in ("gzip.conf", "proxy.conf", "tls.conf", "security-headers.conf")
     ),
     files.template(
         name=f"Ensure the nginx site {APP}.",

@@ -19,6 +19,18 @@ DEFAULTS = {
     "keep_releases": 5,
     # The branch of /srv/<app>/deploy.git whose pushes are released.
     "deploy_branch": "main",
+    # TLS certificate (PEM, with its chain) and key on the workstation, uploaded to the host;
+    # None: a self-signed certificate generated on the host for server_names (kept afterwards).
+    "tls_certificate": None,
+    "tls_certificate_key": None,
+    # POSTs per second per client address nginx lets through, and the burst above that rate
+    # answered at once before 429s begin. GET and HEAD are never limited.
+    "post_rate_per_second": 5,
+    "post_burst": 20,
+    # Client addresses or CIDRs exempt from the POST rate limit (e.g. a load generator).
+    "rate_limit_exempt": [],
+    # Inbound TCP ports the firewall (nftables) lets through: SSH, HTTP, HTTPS.
+    "firewall_tcp_ports": [22, 80, 443],
     # Debian 12 ships PostgreSQL 15.
     "postgresql_version": 15,
 }
@@ -48,3 +60,16 @@ def server_names():
     if names:
         return list(names)
     return [host.data.get("ssh_hostname") or host.name]
+
+
+def subject_alt_names():
+    """The server names as an X.509 subjectAltName value, e.g. ``IP:192.0.2.1,DNS:example.org``."""
+    import ipaddress
+
+    def entry(name):
+        try:
+            return f"IP:{ipaddress.ip_address(name)}"
+        except ValueError:
+            return f"DNS:{name}"
+
+    return ",".join(entry(name) for name in server_names())

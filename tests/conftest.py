@@ -5,14 +5,17 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import testinfra
 
 REPO = Path(__file__).resolve().parent.parent
 #: Address of the machine under test (the local machine or a Vagrant VM).
 ADDRESS = os.environ.get("TODO_TEST_ADDRESS", "192.168.56.10")
+#: The site's TLS certificate on the machine (self-signed unless the inventory supplies one).
+CERTIFICATE = "/etc/ssl/todo/todo.crt"
 
 
 @pytest.fixture(scope="session")
-def machine_address():
+def machine_address(request, tmp_path_factory):
     """The machine's address, once its route is proven local (no gateway): else stop the run.
 
     With the machine down, packets to 192.168.56.10 would follow the default route off
@@ -21,7 +24,20 @@ def machine_address():
     check = subprocess.run([str(REPO / "scripts/machine"), "check-route", ADDRESS], capture_output=True, text=True)
     if check.returncode != 0:
         pytest.exit(check.stderr.strip(), returncode=3)
+    _trust_certificate(request.config, tmp_path_factory.mktemp("tls") / "machine.crt")
     return ADDRESS
+
+
+def _trust_certificate(config, path):
+    """Make every ``requests`` call of the run trust the machine's TLS certificate.
+
+    The certificate is read over SSH (whose host key is pinned), never taken from the TLS
+    handshake it is meant to check; requests reads REQUESTS_CA_BUNDLE on every call.
+    """
+    spec = config.getoption("hosts").split(",")[0]
+    machine = testinfra.get_host(spec, ssh_config=config.getoption("ssh_config"), sudo=True)
+    path.write_text(machine.check_output(f"cat {CERTIFICATE}") + "\n")
+    os.environ["REQUESTS_CA_BUNDLE"] = str(path)
 
 
 @pytest.fixture

@@ -7,11 +7,35 @@ import uuid
 import pytest
 import requests
 
+#: What nginx adds to every response (nginx/snippets/todo/security-headers.conf).
+SECURITY_HEADERS = {
+    "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "base-uri 'none'; frame-ancestors 'none'; upgrade-insecure-requests",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Permissions-Policy": "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
+    "microphone=(), payment=(), usb=()",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+    "X-Permitted-Cross-Domain-Policies": "none",
+}
+
+
+def missing_security_headers(response):
+    """{header: what was sent} for each security header that is absent or has another value."""
+    return {name: response.headers.get(name) for name, value in SECURITY_HEADERS.items()
+            if response.headers.get(name) != value}  # fmt: skip
+
 
 def new_session(address):
-    """A requests session for http://ADDRESS/ (the Host nginx answers to)."""
+    """A requests session for https://ADDRESS/ (the Host nginx answers to)."""
     session = requests.Session()
-    session.base = f"http://{address}"
+    session.base = f"https://{address}"
+    # As a browser sends it (Referrer-Policy same-origin); Flask-WTF requires it on HTTPS POSTs.
+    session.headers["Referer"] = f"{session.base}/"
     return session
 
 

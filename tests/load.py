@@ -15,16 +15,16 @@ import uuid
 
 import requests
 
-from tests.helpers import csrf_token
+from tests.helpers import csrf_token, new_session
 
 STYLESHEET = re.compile(r'href="(/static/[^"]+\.css)"')
 
 
 class Load:
-    """``clients`` concurrent clients against http://ADDRESS/ (use as a context manager)."""
+    """``clients`` concurrent clients against https://ADDRESS/ (use as a context manager)."""
 
     def __init__(self, address, clients=20, max_seconds=180.0, max_requests=50_000):
-        self.base = f"http://{address}"
+        self.address, self.base = address, f"https://{address}"
         self.clients = clients
         self.max_seconds = max_seconds
         self.max_requests = max_requests
@@ -82,8 +82,7 @@ class Load:
             return True
 
     def _client(self, n):
-        session = requests.Session()
-        session.base = self.base
+        session = new_session(self.address)
         try:
             token = csrf_token(session)
         except (requests.RequestException, AttributeError) as exc:

@@ -28,8 +28,12 @@ def create_app(test_config=None):
         INSTANCE=os.uname().nodename,
         # Same limit as nginx's client_max_body_size (bytes).
         MAX_CONTENT_LENGTH=16 * 1024,
+        # The session cookie (it carries the CSRF secret): HTTPS only, never readable by scripts,
+        # not sent on cross-site subrequests or POSTs. nginx serves the app on HTTPS only.
+        SESSION_COOKIE_SECURE=True,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        PREFERRED_URL_SCHEME="https",
         # Seconds a request waits for a pooled connection before a 503, while the database is
         # slow to connect; once connecting fails, requests get their 503 at once (db.connection).
         DB_POOL_TIMEOUT=5.0,

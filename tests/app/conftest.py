@@ -79,8 +79,11 @@ def app(database_url):
 
 @pytest.fixture
 def client(app):
-    """A test client for the app."""
-    return app.test_client()
+    """A browser-like test client: HTTPS (Flask's PREFERRED_URL_SCHEME, as behind nginx) and a
+    same-origin Referer, which Flask-WTF requires on HTTPS POSTs (WTF_CSRF_SSL_STRICT)."""
+    client = app.test_client()
+    client.environ_base["HTTP_REFERER"] = "https://localhost/"
+    return client
 
 
 @pytest.fixture

@@ -194,3 +194,22 @@ def test_connection_is_not_cut_after_its_block_ends(db):
         db.execute("SELECT 1")
     time.sleep(0.5)  # past the deadline of the block that ended
     assert db.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_session_cookie_is_secure_httponly_samesite(client):
+    cookie = client.get("/").headers["Set-Cookie"]
+    flags = {part.strip().split("=")[0].lower(): part.strip() for part in cookie.split(";")[1:]}
+    assert "secure" in flags and "httponly" in flags and flags["samesite"] == "SameSite=Lax"
+
+
+@pytest.mark.parametrize("referer", [None, "https://evil.example/"])
+def test_https_post_without_same_origin_referer_is_400_and_writes_nothing(client, db, referer):
+    token = csrf_token(client)
+    client.environ_base.pop("HTTP_REFERER")
+    headers = {"Referer": referer} if referer else {}
+    response = client.post("/todos", data={"text": "forged", "csrf_token": token}, headers=headers)
+    assert response.status_code == 400 and rows(db) == []
+
+
+def test_debug_is_off(app):
+    assert not app.debug and not app.config["DEBUG"]

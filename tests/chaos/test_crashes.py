@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.helpers import add_todo, new_session, stored, wait_until
+from tests.helpers import add_todo, missing_security_headers, new_session, stored, wait_until
 from tests.load import Load
 
 pytestmark = pytest.mark.chaos
@@ -39,7 +39,7 @@ def gunicorn_processes(host):
 
 def http_ok(address, path="/healthz"):
     """True when the site answers 200 on ``path``."""
-    return requests.get(f"http://{address}{path}", timeout=2).status_code == 200
+    return requests.get(f"https://{address}{path}", timeout=2).status_code == 200
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def test_gunicorn_master_killed_is_restarted_within_5s_and_other_instance_serves
     victim = before[INSTANCES[0]]
     host.run(f"kill -9 {victim}")
     # Meanwhile every GET is answered by the other instance.
-    answers = [requests.get(f"http://{machine_address}/", timeout=5) for _ in range(20)]
+    answers = [requests.get(f"https://{machine_address}/", timeout=5) for _ in range(20)]
     failed = [(r.status_code, r.text[-300:]) for r in answers if r.status_code != 200]
     assert not failed, failed
     _, took = wait_until(lambda: instance_pids(host).get(INSTANCES[0]) not in (None, victim), timeout=5)
@@ -132,8 +132,8 @@ def supervisor_states(host):
 
 def static_url(address):
     """The stylesheet URL the current release's pages name."""
-    release = requests.get(f"http://{address}/version", timeout=5).json()["release"]
-    return f"http://{address}/static/{release}/style.css"
+    release = requests.get(f"https://{address}/version", timeout=5).json()["release"]
+    return f"https://{address}/static/{release}/style.css"
 
 
 def test_postgresql_stopped_30s_fails_fast_and_recovers_without_restart(host, machine_address, acknowledged, report):
@@ -143,10 +143,11 @@ def test_postgresql_stopped_30s_fails_fast_and_recovers_without_restart(host, ma
         slowest, deadline = 0.0, time.monotonic() + 30
         while time.monotonic() < deadline:
             started = time.monotonic()
-            page = requests.get(f"http://{machine_address}/", timeout=10)
+            page = requests.get(f"https://{machine_address}/", timeout=10)
             slowest = max(slowest, time.monotonic() - started)
             assert page.status_code == 503 and "The database is unavailable" in page.text
-            assert requests.get(f"http://{machine_address}/healthz", timeout=10).status_code == 503
+            assert not missing_security_headers(page)
+            assert requests.get(f"https://{machine_address}/healthz", timeout=10).status_code == 503
             assert requests.get(css, timeout=10).status_code == 200  # static files do not need the database
             time.sleep(1)
         assert slowest < 2, f"a database page took {slowest:.1f} s to fail"
@@ -165,10 +166,11 @@ def test_instances_started_before_postgresql_serve_once_it_is_up(host, machine_a
         host.check_output(f"supervisorctl restart {' '.join(INSTANCES)}")
         time.sleep(5)
         assert set(supervisor_states(host).values()) == {"RUNNING"}, "no FATAL while the database is missing"
-        page = requests.get(f"http://{machine_address}/", timeout=10)
+        page = requests.get(f"https://{machine_address}/", timeout=10)
         # Every instance keeps its socket closed until healthy: nginx's own clear 503 page.
         assert page.status_code == 503 and "starting or restarting" in page.text
         assert page.headers.get("Retry-After") == "5"
+        assert not missing_security_headers(page)
     finally:
         host.check_output("systemctl start postgresql@15-main")
     _, took = wait_until(lambda: every_worker_ok(machine_address), timeout=15)
@@ -212,7 +214,7 @@ def test_postgresql_hung_fails_within_db_timeouts_not_worker_timeouts(host, mach
     """SIGSTOP on every PostgreSQL process: statement_timeout cannot fire in a stopped server,
     so only the app's own deadlines (connect_timeout, the check and query deadlines) end
     the waits; gunicorn's 30 s worker timeout must never be what answers."""
-    workers, url = worker_pids(host), f"http://{machine_address}/"
+    workers, url = worker_pids(host), f"https://{machine_address}/"
     postgres = host.check_output("pgrep -d ' ' -u postgres")
     host.check_output(f"kill -STOP {postgres}")
     try:
@@ -251,7 +253,7 @@ def test_request_past_gunicorn_timeout_fails_cleanly_and_worker_is_replaced(host
     """No code path of the app can run past the 30 s timeout (every database wait is bounded),
     so the test makes one: it freezes (SIGSTOP) the worker that is serving a request, found
     through the PostgreSQL backend its query waits in behind a table lock."""
-    url, workers = f"http://{machine_address}/", worker_pids(host)
+    url, workers = f"https://{machine_address}/", worker_pids(host)
     host.check_output(
         "systemd-run --collect --unit=todo-chaos-lock runuser -u postgres -- psql -d todo -c "
         "'BEGIN; LOCK TABLE todo IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT'"
@@ -296,8 +298,8 @@ def test_full_log_filesystem_keeps_serving_and_logs_again_when_freed(host, machi
         assert main_pid(host, "supervisor") == supervisord
         host.check_output(f"rm {logs}/filler")
         probe = f"/healthz?probe={time.time_ns()}"
-        requests.get(f"http://{machine_address}{probe}", timeout=5)
-        requests.get(f"http://{machine_address}{probe}", timeout=5)  # round-robin: both instances
+        requests.get(f"https://{machine_address}{probe}", timeout=5)
+        requests.get(f"https://{machine_address}{probe}", timeout=5)  # round-robin: both instances
         wait_until(lambda: host.run(f"grep -q '{probe}' {logs}/{APP}-*.log").rc == 0, timeout=5)
     finally:
         host.run(f"umount --lazy {logs}")

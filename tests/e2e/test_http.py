@@ -17,7 +17,7 @@ def web(machine_address):
 
 @pytest.fixture
 def static(web):
-    """The URL prefix of static files the list page names: http://ADDRESS/static/<release>."""
+    """The URL prefix of static files the list page names: https://ADDRESS/static/<release>."""
     page = web.get(f"{web.base}/", timeout=10).text
     return web.base + re.search(r'href="(/static/[^/"]+)/style\.css"', page).group(1)
 

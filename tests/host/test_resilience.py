@@ -14,7 +14,7 @@ def test_todo_survives_supervisorctl_restart(host, machine_address):
     old = host.check_output(f"supervisorctl pid {APP}-0 {APP}-1").split()
     assert host.run(f"supervisorctl restart {APP}-0 {APP}-1").rc == 0
     assert host.check_output(f"supervisorctl pid {APP}-0 {APP}-1").split() != old
-    page = wait_for_http(f"http://{machine_address}/", timeout=30)
+    page = wait_for_http(f"https://{machine_address}/", timeout=30)
     assert text in page.text and stored(host, text) == 1
 
 
@@ -29,7 +29,7 @@ def test_stack_and_todo_survive_reboot(host, machine_address):
     assert host.run("systemctl is-system-running --wait").stdout.strip() == "running"
     for unit in ("nginx", "supervisor", "postgresql"):
         assert host.service(unit).is_running
-    page = wait_for_http(f"http://{machine_address}/", timeout=60)
+    page = wait_for_http(f"https://{machine_address}/", timeout=60)
     assert text in page.text and stored(host, text) == 1
     # Every instance RUNNING with its socket open to nginx: the state the rest of the host suite checks.
     instances = [f"{APP}-{n}" for n in range(2)]

@@ -94,12 +94,12 @@ def test_nginx_workers_run_as_www_data(host):
     assert workers and {w.user for w in workers} == {"www-data"}
 
 
-def test_only_ssh_http_and_postgres_loopback_listen(host):
+def test_only_ssh_http_https_and_postgres_loopback_listen(host):
     listening = set(host.socket.get_listening_sockets())
     tcp = {s for s in listening if s.startswith("tcp://")}
     # PostgreSQL: loopback only (Debian's default listen_addresses=localhost).
-    allowed = {"tcp://0.0.0.0:22", "tcp://:::22", "tcp://0.0.0.0:80", "tcp://:::80",
-               "tcp://127.0.0.1:5432", "tcp://::1:5432"}  # fmt: skip
+    allowed = {"tcp://0.0.0.0:22", "tcp://:::22", "tcp://0.0.0.0:80", "tcp://:::80", "tcp://0.0.0.0:443",
+               "tcp://:::443", "tcp://127.0.0.1:5432", "tcp://::1:5432"}  # fmt: skip
     assert tcp <= allowed, tcp - allowed
 
 
@@ -120,12 +120,19 @@ def test_nginx_config_is_valid(host):
         "/etc/nginx/sites-available/todo.conf",
         "/etc/nginx/snippets/todo/gzip.conf",
         "/etc/nginx/snippets/todo/proxy.conf",
+        "/etc/nginx/snippets/todo/tls.conf",
+        "/etc/nginx/snippets/todo/security-headers.conf",
         "/etc/supervisor/conf.d/todo.conf",
         "/etc/systemd/system/supervisor.service.d/todo.conf",
         "/etc/systemd/system/nginx.service.d/todo.conf",
         "/etc/systemd/system/postgresql@.service.d/todo.conf",
         "/etc/tmpfiles.d/todo.conf",
         "/etc/postgresql/15/main/pg_hba.conf",
+        "/etc/ssh/sshd_config.d/10-todo-hardening.conf",
+        "/etc/sysctl.d/90-todo-hardening.conf",
+        "/etc/nftables.conf",
+        "/etc/apt/apt.conf.d/20auto-upgrades",
+        "/etc/apt/apt.conf.d/90todo-lock-timeout",
     ],
 )
 def test_config_file_in_place_and_says_where_from(host, path):

@@ -84,13 +84,13 @@ def test_release_of_a_changed_app_under_load(clone, host, machine_address, repor
     assert after != before and after.endswith(commit[:7])
     assert serving(host) == dict.fromkeys(INSTANCES, after)
     assert all(masters(host)[i] != pids[i] for i in INSTANCES)
-    assert PROBE in requests.get(f"http://{machine_address}/", timeout=10).text
+    assert PROBE in requests.get(f"https://{machine_address}/", timeout=10).text
     assert {before, after} <= set(load.releases), "pages of both releases were seen while it rolled"
 
 
 def test_old_release_static_files_still_served(host, machine_address):
     older = [r for r in kept(host) if r < current(host)]
-    response = requests.get(f"http://{machine_address}/static/{older[-1]}/style.css", timeout=10)
+    response = requests.get(f"https://{machine_address}/static/{older[-1]}/style.css", timeout=10)
     assert response.status_code == 200
 
 
@@ -105,7 +105,7 @@ def test_rollback_under_load(clone, host, machine_address, report):
     assert current(host) == previous
     assert serving(host) == dict.fromkeys(INSTANCES, previous)
     assert all(masters(host)[i] != pids[i] for i in INSTANCES)
-    assert PROBE not in requests.get(f"http://{machine_address}/", timeout=10).text
+    assert PROBE not in requests.get(f"https://{machine_address}/", timeout=10).text
     assert before in kept(host), "a rollback keeps the newer release"
 
 

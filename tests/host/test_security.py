@@ -1,0 +1,210 @@
+"""Host hardening, checked the way a tester checks a VM (testinfra): TLS files, nginx's
+configuration (gixy), the POST rate limit, SSH, sysctl, the firewall, updates, least privilege."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import wait_until
+
+APP = "todo"
+#: gixy-ng, from the same virtualenv as pytest (requirements-dev.txt).
+GIXY = Path(sys.executable).parent / "gixy"
+
+# sshd -T (effective values, lower-case keys) -> expected; hardening/sshd.conf.
+SSHD = {
+    "permitrootlogin": "no",
+    "passwordauthentication": "no",
+    "kbdinteractiveauthentication": "no",
+    "permitemptypasswords": "no",
+    "pubkeyauthentication": "yes",
+    "hostbasedauthentication": "no",
+    "ignorerhosts": "yes",
+    "permituserenvironment": "no",
+    "strictmodes": "yes",
+    "maxauthtries": "3",
+    "logingracetime": "30",
+    "x11forwarding": "no",
+    "allowtcpforwarding": "no",
+    "allowagentforwarding": "no",
+    "allowstreamlocalforwarding": "no",
+    "gatewayports": "no",
+    "permittunnel": "no",
+    "maxsessions": "10",
+    "maxstartups": "10:30:60",
+    "clientaliveinterval": "300",
+    "clientalivecountmax": "3",
+    "usedns": "no",
+    "debianbanner": "no",
+    "loglevel": "VERBOSE",
+}
+
+# hardening/sysctl.conf: the network keys of dev-sec's linux-baseline.
+SYSCTL = {
+    "net.ipv4.ip_forward": 0,
+    "net.ipv6.conf.all.forwarding": 0,
+    "net.ipv4.conf.all.send_redirects": 0,
+    "net.ipv4.conf.all.rp_filter": 1,
+    "net.ipv4.conf.all.accept_source_route": 0,
+    "net.ipv6.conf.all.accept_source_route": 0,
+    "net.ipv4.conf.all.accept_redirects": 0,
+    "net.ipv4.conf.all.secure_redirects": 0,
+    "net.ipv6.conf.all.accept_redirects": 0,
+    "net.ipv4.conf.all.log_martians": 1,
+    "net.ipv4.icmp_echo_ignore_broadcasts": 1,
+    "net.ipv4.icmp_ignore_bogus_error_responses": 1,
+    "net.ipv4.icmp_ratelimit": 100,
+    "net.ipv4.icmp_ratemask": 88089,
+    "net.ipv4.tcp_syncookies": 1,
+    "net.ipv4.tcp_rfc1337": 1,
+    "net.ipv4.tcp_timestamps": 0,
+    "net.ipv4.conf.all.arp_ignore": 1,
+    "net.ipv4.conf.all.arp_announce": 2,
+    "net.ipv6.conf.all.accept_ra": 0,
+}
+
+
+# --- TLS and nginx ------------------------------------------------------------------------------
+
+
+def test_tls_key_is_root_only(host):
+    key = host.file(f"/etc/ssl/{APP}/{APP}.key")
+    assert (key.user, key.group, key.mode) == ("root", "root", 0o600)
+    cert = host.file(f"/etc/ssl/{APP}/{APP}.crt")
+    assert (cert.user, cert.mode) == ("root", 0o644)
+
+
+def test_tls_certificate_names_the_site(host, machine_address):
+    names = host.check_output(f"openssl x509 -in /etc/ssl/{APP}/{APP}.crt -noout -ext subjectAltName")
+    assert f"IP Address:{machine_address}" in names
+
+
+def test_gixy_finds_nothing_in_the_rendered_nginx_config(host):
+    dump = host.check_output("nginx -T 2>/dev/null")
+    gixy = subprocess.run([str(GIXY), "--format", "json", "-"], input=dump, capture_output=True, text=True, timeout=120)
+    findings = json.loads(gixy.stdout or "[]")
+    assert gixy.returncode == 0 and findings == [], gixy.stdout + gixy.stderr
+
+
+def _loopback_requests(host, method, count):
+    """Status codes of ``count`` requests made on the machine itself (a client that is not
+    rate-limit-exempt), each on a new TLS connection to 127.0.0.1 with the site's Host."""
+    script = (
+        "import http.client, ssl\n"
+        "ctx = ssl.create_default_context(cafile='/etc/ssl/todo/todo.crt'); ctx.check_hostname = False\n"
+        f"for _ in range({count}):\n"
+        "    c = http.client.HTTPSConnection('127.0.0.1', 443, context=ctx, timeout=5)\n"
+        f"    c.request('{method}', '/todos' if '{method}' == 'POST' else '/', body='text=x',\n"
+        "              headers={'Host': '192.168.56.10', 'Content-Type': 'application/x-www-form-urlencoded'})\n"
+        "    print(c.getresponse().status); c.close()\n"
+    )
+    return [int(code) for code in host.check_output(f'python3 -c "{script}"').split()]
+
+
+def test_post_rate_limit_answers_429_after_the_burst(host):
+    codes = _loopback_requests(host, "POST", 45)  # no CSRF token: the app answers 400, writes nothing
+    assert 429 not in codes[:20], codes  # the burst (post_burst 20) passes
+    assert codes.count(429) >= 5, codes
+
+
+def test_browsing_is_not_rate_limited(host):
+    assert set(_loopback_requests(host, "GET", 60)) == {200}
+
+
+# --- SSH ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sshd_effective(host):
+    """sshd's effective configuration (sshd -T), {key: value}."""
+    return dict(line.split(" ", 1) for line in host.check_output("sshd -T").splitlines())
+
+
+@pytest.mark.parametrize("key, value", SSHD.items())
+def test_ssh_hardened(sshd_effective, key, value):
+    assert sshd_effective[key] == value
+
+
+def test_ssh_only_strong_algorithms(sshd_effective):
+    assert not [c for c in sshd_effective["ciphers"].split(",") if "cbc" in c or "3des" in c]
+    assert not [m for m in sshd_effective["macs"].split(",") if "sha1" in m or "md5" in m or "64" in m]
+    assert not [k for k in sshd_effective["kexalgorithms"].split(",") if k.endswith("sha1")]
+
+
+def test_sshd_config_root_only(host):
+    assert host.file("/etc/ssh/sshd_config").mode == 0o600
+
+
+# --- Kernel network settings, firewall, updates ----------------------------------------------------
+
+
+@pytest.mark.parametrize("key, value", SYSCTL.items())
+def test_sysctl_network_hardening(host, key, value):
+    assert host.sysctl(key) == value
+
+
+def test_firewall_drops_inbound_except_ssh_http_https(host):
+    assert host.service("nftables").is_enabled
+    ruleset = host.check_output("nft list chain inet filter input")
+    assert "policy drop;" in ruleset and "tcp dport { 22, 80, 443 } accept" in ruleset
+
+
+def test_firewall_blocks_other_ports_from_outside(host, machine_address):
+    """A service on another port answers on the machine's loopback, but not from outside."""
+    host.check_output("systemd-run --unit=todo-probe-8081 --collect python3 -m http.server --bind 0.0.0.0 8081")
+    try:
+        wait_until(lambda: host.socket("tcp://0.0.0.0:8081").is_listening, timeout=10)
+        fetch = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8081/')"
+        assert host.run(f'python3 -c "{fetch}"').rc == 0
+        started = time.monotonic()
+        with pytest.raises(OSError):  # dropped: the connect times out
+            socket.create_connection((machine_address, 8081), timeout=2).close()
+        assert time.monotonic() - started >= 1.5, "refused at once: a reject, or no firewall"
+    finally:
+        host.run("systemctl stop todo-probe-8081")
+
+
+@pytest.mark.parametrize("package", ["inetutils-inetd", "openbsd-inetd", "xinetd", "telnetd", "rsh-server",
+                                     "nis", "tftpd-hpa", "prelink"])  # fmt: skip
+def test_no_legacy_network_services(host, package):
+    assert not host.package(package).is_installed
+
+
+def test_unattended_upgrades_installs_security_updates(host):
+    assert host.package("unattended-upgrades").is_installed
+    periodic = host.check_output("apt-config dump APT::Periodic")
+    assert 'APT::Periodic::Unattended-Upgrade "1";' in periodic
+    assert 'APT::Periodic::Update-Package-Lists "1";' in periodic
+    assert "Debian-Security" in host.file("/etc/apt/apt.conf.d/50unattended-upgrades").content_string
+    for timer in ("apt-daily.timer", "apt-daily-upgrade.timer"):
+        assert host.service(timer).is_enabled
+
+
+# --- Least privilege -----------------------------------------------------------------------------
+
+
+def test_supervisor_control_socket_root_only_and_no_http_server(host):
+    control = host.file("/var/run/supervisor.sock")
+    assert control.is_socket and control.user == "root" and control.mode == 0o700
+    configs = host.check_output("cat /etc/supervisor/supervisord.conf /etc/supervisor/conf.d/*.conf")
+    assert "[inet_http_server]" not in configs
+
+
+def test_secrets_never_in_process_arguments(host):
+    secrets = [line.split("=", 1)[1] for line in host.file(f"/etc/{APP}/{APP}.env").content_string.splitlines()
+               if "=" in line and not line.startswith("#")]  # fmt: skip
+    arguments = host.check_output("ps -eo args=")
+    assert secrets and not [s for s in secrets if s and s in arguments]
+
+
+def test_postgresql_stores_scram_sha_256_only(host):
+    sql = "SELECT count(*) FROM pg_authid WHERE rolpassword IS NOT NULL AND rolpassword NOT LIKE 'SCRAM-SHA-256%'"
+    assert host.check_output(f'runuser -u postgres -- psql -Atc "{sql}"') == "0"
+    assert host.check_output("runuser -u postgres -- psql -Atc 'SHOW password_encryption'") == "scram-sha-256"
+    hba = host.check_output("runuser -u postgres -- psql -Atc 'SELECT DISTINCT auth_method FROM pg_hba_file_rules'")
+    assert set(hba.split()) <= {"peer", "scram-sha-256"}, hba
