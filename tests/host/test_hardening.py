@@ -40,7 +40,6 @@ SSHD = {
     "clientaliveinterval": "300",
     "clientalivecountmax": "3",
     "usedns": "no",
-    "debianbanner": "no",
     "loglevel": "VERBOSE",
 }
 
@@ -134,6 +133,13 @@ def test_ssh_only_strong_algorithms(sshd_effective):
     assert not [c for c in sshd_effective["ciphers"].split(",") if "cbc" in c or "3des" in c]
     assert not [m for m in sshd_effective["macs"].split(",") if "sha1" in m or "md5" in m or "64" in m]
     assert not [k for k in sshd_effective["kexalgorithms"].split(",") if k.endswith("sha1")]
+
+
+def test_ssh_banner_hides_the_distribution(machine_address):
+    """DebianBanner no (sshd -T does not print it): the version string ends at OpenSSH's own."""
+    with socket.create_connection((machine_address, 22), timeout=5) as ssh:
+        banner = ssh.recv(256).decode()
+    assert banner.startswith("SSH-2.0-OpenSSH_") and "Debian" not in banner, banner
 
 
 def test_sshd_config_root_only(host):
