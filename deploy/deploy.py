@@ -44,6 +44,17 @@ TEMPLATE_DATA = {
     "firewall_tcp_ports": [int(port) for port in setting("firewall_tcp_ports")],
 }
 
+
+def config_file(name, src, dest, mode, then, then_name, **template_data):
+    """Ensure ``dest`` from ``src`` (a Jinja2 template when ``template_data`` is given), and run
+    the shell command ``then`` (a check or an apply; it must fail on a bad file) only when the
+    file changed. Returns the file operation, for follow-ups such as a reload."""
+    put = files.template if template_data else files.put
+    config = put(name=name, src=src, dest=dest, mode=mode, **template_data)
+    server.shell(name=then_name, commands=[then], _if=config.did_change)
+    return config
+
+
 # --- Packages -----------------------------------------------------------------------------------
 
 files.put(
@@ -63,43 +74,38 @@ apt.packages(
 
 # --- Host hardening (README, "Security") ---------------------------------------------------------
 
-sshd = files.put(
-    name="Ensure the SSH hardening drop-in (keys only, no root, no forwarding, strong algorithms).",
-    src="hardening/sshd.conf",
-    dest="/etc/ssh/sshd_config.d/10-todo-hardening.conf",
-    mode="600",
-)
-server.shell(
-    name="Validate sshd's configuration (sshd -t); remove the drop-in again if it is refused.",
-    commands=["sshd -t || { rm -f /etc/ssh/sshd_config.d/10-todo-hardening.conf; exit 1; }"],
-    _if=sshd.did_change,
+
+SSHD_DROPIN = "/etc/ssh/sshd_config.d/10-todo-hardening.conf"
+sshd = config_file(
+    "Ensure the SSH hardening drop-in (keys only, no root, no forwarding, strong algorithms).",
+    "hardening/sshd.conf",
+    SSHD_DROPIN,
+    "600",
+    then=f"sshd -t || {{ rm -f {SSHD_DROPIN}; exit 1; }}",
+    then_name="Validate sshd's configuration (sshd -t); remove the drop-in again if it is refused.",
 )
 systemd.service(
     name="Reload sshd: its configuration changed and is valid.", service="ssh", reloaded=True, _if=sshd.did_change
 )
 files.file(name="Ensure sshd_config is root-only (dev-sec sshd-02).", path="/etc/ssh/sshd_config", mode="600")
 
-sysctl = files.put(
-    name="Ensure the network sysctl hardening (dev-sec linux-baseline).",
-    src="hardening/sysctl.conf",
-    dest="/etc/sysctl.d/90-todo-hardening.conf",
-    mode="644",
-)
-server.shell(
-    name="Apply the network sysctl hardening.",
-    commands=["sysctl -q -p /etc/sysctl.d/90-todo-hardening.conf"],
-    _if=sysctl.did_change,
+config_file(
+    "Ensure the network sysctl hardening (dev-sec linux-baseline).",
+    "hardening/sysctl.conf",
+    "/etc/sysctl.d/90-todo-hardening.conf",
+    "644",
+    then="sysctl -q -p /etc/sysctl.d/90-todo-hardening.conf",
+    then_name="Apply the network sysctl hardening.",
 )
 
-firewall = files.template(
-    name="Ensure the firewall rules (nftables: inbound SSH, HTTP, HTTPS only).",
-    src="hardening/nftables.conf.j2",
-    dest="/etc/nftables.conf",
-    mode="755",
+firewall = config_file(
+    "Ensure the firewall rules (nftables: inbound SSH, HTTP, HTTPS only).",
+    "hardening/nftables.conf.j2",
+    "/etc/nftables.conf",
+    "755",
+    then="nft -c -f /etc/nftables.conf",
+    then_name="Validate the firewall rules (nft -c).",
     **TEMPLATE_DATA,
-)
-server.shell(
-    name="Validate the firewall rules (nft -c).", commands=["nft -c -f /etc/nftables.conf"], _if=firewall.did_change
 )
 systemd.service(
     name="Load the firewall rules: they changed and are valid.",
