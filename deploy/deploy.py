@@ -14,7 +14,7 @@ from pyinfra.facts.files import File, Link
 from pyinfra.operations import apt, files, git, postgres, server, systemd
 from pyinfra.operations.util import any_changed
 
-from deploy.facts import CpuCount, LoginUser
+from deploy.facts import CpuCount, FirewallLoaded, LoginUser
 from deploy.settings import server_names, setting, subject_alt_names, workers_per_instance
 
 APP = setting("app_name")
@@ -108,11 +108,12 @@ firewall = config_file(
     **TEMPLATE_DATA,
 )
 systemd.service(
-    name="Load the firewall rules: they changed and are valid.",
+    name="Load the firewall rules: they changed (or were flushed) and are valid.",
     service="nftables",
     running=True,
     reloaded=True,
-    _if=firewall.did_change,
+    # Also when the rules were flushed by hand: the file alone does not show that drift.
+    _if=lambda: firewall.did_change() or not host.get_fact(FirewallLoaded),
 )
 systemd.service(name="Ensure the firewall is loaded at boot.", service="nftables", running=True, enabled=True)
 

@@ -21,3 +21,14 @@ class CpuCount(FactBase):
 
     def process(self, output):
         return int(output[0])
+
+
+class FirewallLoaded(FactBase):
+    """True when the kernel holds the firewall's input chain (``inet filter input``): false on
+    a host where someone ran ``nft flush ruleset``, though /etc/nftables.conf is unchanged."""
+
+    def command(self):
+        return "nft list chain inet filter input >/dev/null 2>&1 && echo yes || echo no"
+
+    def process(self, output):
+        return output[0] == "yes"

@@ -12,6 +12,16 @@ from tests.conftest import REPO
 TARGET = os.environ.get("TODO_PROVISION_TARGET", "local")
 
 
+def provision(*options):
+    """Run scripts/provision [OPTIONS] TARGET; return its output (fails the test on a non-zero exit)."""
+    run = subprocess.run(
+        [str(REPO / "scripts/provision"), *options, TARGET],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:]
+    return run.stdout
+
+
 def service_pids(host):
     """PIDs of every long-running process of the stack."""
     pids = {
@@ -28,13 +38,10 @@ def service_pids(host):
 @pytest.mark.destructive
 def test_second_provision_changes_nothing_and_restarts_nothing(host):
     before = service_pids(host)
-    run = subprocess.run(
-        [str(REPO / "scripts/provision"), TARGET], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO
-    )
-    assert run.returncode == 0, run.stdout[-3000:]
+    output = provision()
     # pyinfra's results table: "Grand total  <ops>  <success>  <error>  <no change>"
-    total = re.search(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\d+)", run.stdout)
-    assert total, run.stdout[-2000:]
+    total = re.search(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\d+)", output)
+    assert total, output[-2000:]
     ops, changed, errors, unchanged = total.groups()
     assert (changed, errors) == ("-", "-") and ops == unchanged, total.group(0)
     assert service_pids(host) == before
@@ -50,12 +57,7 @@ def dry_run_changes(output):
 @pytest.mark.destructive
 def test_dry_run_shows_drift_and_changes_nothing(host):
     def dry_run():
-        run = subprocess.run(
-            [str(REPO / "scripts/provision"), "--dry-run", TARGET],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
-        )  # fmt: skip
-        assert run.returncode == 0, run.stdout[-3000:]
-        return run.stdout
+        return provision("--dry-run")
 
     assert dry_run_changes(dry_run()) == []
     host.run("echo '# drift' >> /etc/nginx/nginx.conf")
@@ -66,3 +68,14 @@ def test_dry_run_shows_drift_and_changes_nothing(host):
         assert host.file("/etc/nginx/nginx.conf").content_string.endswith("# drift\n")  # not applied
     finally:
         host.run("sed -i '/^# drift$/d' /etc/nginx/nginx.conf")
+
+
+@pytest.mark.destructive
+def test_provision_reloads_a_flushed_firewall(host):
+    """Drift the config files cannot show: the rules were flushed by hand, the file is intact."""
+    host.check_output("nft flush ruleset")
+    try:
+        provision()
+        assert "policy drop;" in host.check_output("nft list chain inet filter input")
+    finally:
+        host.run("nft list chain inet filter input >/dev/null 2>&1 || systemctl reload nftables")
