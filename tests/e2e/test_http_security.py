@@ -1,7 +1,11 @@
 """nginx's hardening, probed from outside the machine: TLS, redirects, headers, methods, limits."""
 
+import os
 import re
+import socket
+import ssl
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -133,3 +137,30 @@ def _handshake(address, *options):
 )  # fmt: skip
 def test_tls_mozilla_intermediate_protocols_and_ciphers(machine_address, options, accepted):
     assert _handshake(machine_address, *options) is accepted
+
+
+@pytest.fixture
+def static(web):
+    """The current release's static URL prefix: https://ADDRESS/static/<release>."""
+    return f"{web.base}/static/{web.get(f'{web.base}/version', timeout=10).json()['release']}"
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/%2e%2e/%2e%2e/venv/pyvenv.cfg", "/..%2f..%2f.release.json", "/../gunicorn.conf.py"]
+)
+def test_nothing_outside_the_static_root_and_no_listings(web, static, path):
+    response = web.get(f"{static}{path}", timeout=10)
+    assert response.status_code in (400, 403, 404), response.text[:300]
+    assert "Index of" not in response.text and "home" not in response.text
+
+
+def test_client_header_timeout_drops_a_stalled_client(machine_address):
+    """A client that never finishes its headers is dropped after client_header_timeout (10 s)."""
+    context = ssl.create_default_context(cafile=os.environ["REQUESTS_CA_BUNDLE"])
+    context.check_hostname = False
+    with socket.create_connection((machine_address, 443), timeout=30) as raw, context.wrap_socket(raw) as tls:
+        tls.sendall(f"GET / HTTP/1.1\r\nHost: {machine_address}\r\n".encode())
+        started = time.monotonic()
+        answer = tls.recv(1024)  # b"" when nginx closes the connection
+        waited = time.monotonic() - started
+    assert answer == b"" and 8 < waited < 20, (answer[:100], waited)

@@ -201,11 +201,15 @@ def test_supervisor_control_socket_root_only_and_no_http_server(host):
     assert "[inet_http_server]" not in configs
 
 
-def test_secrets_never_in_process_arguments(host):
+def test_secrets_never_in_process_arguments_or_logs(host):
     secrets = [line.split("=", 1)[1] for line in host.file(f"/etc/{APP}/{APP}.env").content_string.splitlines()
                if "=" in line and not line.startswith("#")]  # fmt: skip
     arguments = host.check_output("ps -eo args=")
     assert secrets and not [s for s in secrets if s and s in arguments]
+    logs = f"/var/log/{APP} /var/log/nginx /var/log/supervisor /var/log/postgresql"
+    for secret in secrets:
+        logged = host.run(f"grep -rlF -e '{secret}' {logs}")
+        assert logged.rc == 1, logged.stdout  # 1: no line matched
 
 
 def test_postgresql_stores_scram_sha_256_only(host):
