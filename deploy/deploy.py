@@ -74,7 +74,6 @@ apt.packages(
 
 # --- Host hardening (README, "Security") ---------------------------------------------------------
 
-
 SSHD_DROPIN = "/etc/ssh/sshd_config.d/10-todo-hardening.conf"
 sshd = config_file(
     "Ensure the SSH hardening drop-in (keys only, no root, no forwarding, strong algorithms).",
@@ -149,17 +148,14 @@ for path, owner, group, mode in [
 ]:
     files.directory(name=f"Ensure {path} exists.", path=path, user=owner, group=group, mode=mode)
 
-tmpfiles = files.template(
-    name=f"Ensure /run/{APP} is recreated at boot (tmpfiles.d).",
-    src="systemd/tmpfiles.d/todo.conf.j2",
-    dest=f"/etc/tmpfiles.d/{APP}.conf",
-    mode="644",
+config_file(
+    f"Ensure /run/{APP} is recreated at boot (tmpfiles.d).",
+    "systemd/tmpfiles.d/todo.conf.j2",
+    f"/etc/tmpfiles.d/{APP}.conf",
+    "644",
+    then=f"systemd-tmpfiles --create /etc/tmpfiles.d/{APP}.conf",
+    then_name=f"Create /run/{APP} now.",
     **TEMPLATE_DATA,
-)
-server.shell(
-    name=f"Create /run/{APP} now.",
-    commands=[f"systemd-tmpfiles --create /etc/tmpfiles.d/{APP}.conf"],
-    _if=tmpfiles.did_change,
 )
 
 # --- Secrets, generated on the server once ------------------------------------------------------
@@ -246,14 +242,15 @@ if login_user != "root":
         append=True,
         ensure_home=False,
     )
-sudoers = files.template(
-    name=f"Ensure {DEPLOY_GROUP} may run the release tool as root (sudoers).",
-    src="deploy/templates/sudoers.j2",
-    dest=f"/etc/sudoers.d/{DEPLOY_GROUP}",
-    mode="440",
+config_file(
+    f"Ensure {DEPLOY_GROUP} may run the release tool as root (sudoers).",
+    "deploy/templates/sudoers.j2",
+    f"/etc/sudoers.d/{DEPLOY_GROUP}",
+    "440",
+    then="visudo -cq",
+    then_name="Validate sudoers (visudo -c).",
     **TEMPLATE_DATA,
 )
-server.shell(name="Validate sudoers (visudo -c).", commands=["visudo -cq"], _if=sudoers.did_change)
 server.shell(
     name=f"Ensure the push repository {GIT_DIR} exists (bare, shared with {DEPLOY_GROUP}).",
     commands=[
@@ -309,12 +306,13 @@ if setting("tls_certificate"):
         ]
     ]
 else:
+    names = TEMPLATE_DATA["server_names"]
     tls_files = [
         server.shell(
             name="Generate a self-signed TLS certificate (ECDSA P-256, 825 days) for the server names, once.",
             commands=[
                 f"umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 825 "
-                f"-subj '/CN={TEMPLATE_DATA['server_names'][0]}' -addext 'subjectAltName={subject_alt_names()}' "
+                f"-subj '/CN={names[0]}' -addext 'subjectAltName={subject_alt_names(names)}' "
                 f"-keyout {TLS_KEY} -out {TLS_CERT} 2>/dev/null && chmod 644 {TLS_CERT}"
             ],
             _if=lambda: host.get_fact(File, path=TLS_KEY) is None,

@@ -62,8 +62,8 @@ def server_names():
     return [host.data.get("ssh_hostname") or host.name]
 
 
-def subject_alt_names():
-    """The server names as an X.509 subjectAltName value, e.g. ``IP:192.0.2.1,DNS:example.org``."""
+def subject_alt_names(names):
+    """``names`` as an X.509 subjectAltName value, e.g. ``IP:192.0.2.1,DNS:example.org``."""
     import ipaddress
 
     def entry(name):
@@ -72,4 +72,4 @@ def subject_alt_names():
         except ValueError:
             return f"DNS:{name}"
 
-    return ",".join(entry(name) for name in server_names())
+    return ",".join(entry(name) for name in names)
