@@ -1,25 +1,11 @@
 """End to end: HTTP from this box through nginx to gunicorn and PostgreSQL on the machine."""
 
-import re
 import uuid
 
 import pytest
 import requests
 
-from tests.helpers import add_todo, csrf_token, new_session, stored
-
-
-@pytest.fixture
-def web(machine_address):
-    """A browser-like session against the machine's site."""
-    return new_session(machine_address)
-
-
-@pytest.fixture
-def static(web):
-    """The URL prefix of static files the list page names: https://ADDRESS/static/<release>."""
-    page = web.get(f"{web.base}/", timeout=10).text
-    return web.base + re.search(r'href="(/static/[^/"]+)/style\.css"', page).group(1)
+from tests.helpers import add_todo, csrf_token, stored
 
 
 def test_index_page(web):

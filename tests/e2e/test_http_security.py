@@ -11,13 +11,7 @@ import uuid
 import pytest
 import requests
 
-from tests.helpers import csrf_token, missing_security_headers, new_session
-
-
-@pytest.fixture
-def web(machine_address):
-    """A browser-like session against the machine's site."""
-    return new_session(machine_address)
+from tests.helpers import csrf_token, missing_security_headers
 
 
 @pytest.mark.parametrize("path", ["/", "/todos", "/static/x/style.css?a=1"])
@@ -33,9 +27,8 @@ def test_hsts_two_years_with_subdomains(web):
     )
 
 
-def _response(kind, web, address):
+def _response(kind, web, static, address):
     """One response of each kind nginx or the app can give."""
-    static = web.get(f"{web.base}/version", timeout=10).json()["release"]
     plain = requests.Session()
     return {
         "page 200": lambda: web.get(f"{web.base}/", timeout=10),
@@ -44,8 +37,8 @@ def _response(kind, web, address):
         "redirect 303": lambda: web.post(
             f"{web.base}/todos", data={"text": "headers probe", "csrf_token": csrf_token(web)}, allow_redirects=False
         ),
-        "static 200": lambda: web.get(f"{web.base}/static/{static}/style.css", timeout=10),
-        "static 404": lambda: web.get(f"{web.base}/static/{static}/nope.css", timeout=10),
+        "static 200": lambda: web.get(f"{static}/style.css", timeout=10),
+        "static 404": lambda: web.get(f"{static}/nope.css", timeout=10),
         "dotfile 403": lambda: web.get(f"{web.base}/.git/config", timeout=10),
         "method 405": lambda: web.put(f"{web.base}/", timeout=10),
         "body 413": lambda: web.post(f"{web.base}/todos", data={"text": "x" * 20000}, timeout=10),
@@ -58,8 +51,8 @@ def _response(kind, web, address):
     ["page 200", "app 404", "app 400", "redirect 303", "static 200", "static 404", "dotfile 403", "method 405",
      "body 413", "http 301"],
 )  # fmt: skip
-def test_security_headers_on_every_response_kind(web, machine_address, kind):
-    response = _response(kind, web, machine_address)
+def test_security_headers_on_every_response_kind(web, static, machine_address, kind):
+    response = _response(kind, web, static, machine_address)
     assert response.status_code == int(kind.split()[-1])
     assert not missing_security_headers(response), missing_security_headers(response)
 
@@ -137,12 +130,6 @@ def _handshake(address, *options):
 )  # fmt: skip
 def test_tls_mozilla_intermediate_protocols_and_ciphers(machine_address, options, accepted):
     assert _handshake(machine_address, *options) is accepted
-
-
-@pytest.fixture
-def static(web):
-    """The current release's static URL prefix: https://ADDRESS/static/<release>."""
-    return f"{web.base}/static/{web.get(f'{web.base}/version', timeout=10).json()['release']}"
 
 
 @pytest.mark.parametrize(
