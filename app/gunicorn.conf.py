@@ -1,11 +1,14 @@
 """gunicorn settings for one instance of the todo app (shipped with each release).
 
-supervisor starts every instance with ``-c /srv/todo/current/gunicorn.conf.py``
+supervisor starts every instance with ``-c /srv/<app>/current/gunicorn.conf.py``
 and passes the per-host knobs in its environment:
 
+- ``TODO_APP_NAME``  the deploy's app_name (default ``todo``): names /run/<app>, /etc/<app>,
+  the database and its role;
 - ``TODO_INSTANCE``  instance name, e.g. ``todo-0``: names the socket and logs;
 - ``TODO_WORKERS``   worker processes of this instance (default 2);
-- ``TODO_ENV_FILE``  secrets file (default ``/etc/todo/todo.env``, root:todo 0640);
+- ``TODO_MAX_CONTENT_LENGTH``  largest request body in bytes (the deploy's max_body_bytes);
+- ``TODO_ENV_FILE``  secrets file (default ``/etc/<app>/<app>.env``, root:<app> 0640);
 - ``TODO_SOCKET_GROUP``  group allowed to connect to the socket (default ``www-data``).
 
 Settings are from the gunicorn docs (https://docs.gunicorn.org/en/stable/settings.html)
@@ -18,8 +21,9 @@ import sys
 from pathlib import Path
 
 RELEASE_DIR = Path(__file__).resolve().parent
-INSTANCE = os.environ.get("TODO_INSTANCE", "todo-0")
-RUN_DIR = "/run/todo"
+APP = os.environ.get("TODO_APP_NAME", "todo")
+INSTANCE = os.environ.get("TODO_INSTANCE", f"{APP}-0")
+RUN_DIR = f"/run/{APP}"
 
 
 def _load_env_file(path):
@@ -32,13 +36,13 @@ def _load_env_file(path):
                 os.environ[key.strip()] = value.strip()
 
 
-_load_env_file(os.environ.get("TODO_ENV_FILE", "/etc/todo/todo.env"))
+_load_env_file(os.environ.get("TODO_ENV_FILE", f"/etc/{APP}/{APP}.env"))
 # libpq reads the password from PGPASSWORD, so it never appears in a URL or argv.
 os.environ["PGPASSWORD"] = os.environ.pop("TODO_DATABASE_PASSWORD", "")
 os.environ.setdefault(
     "TODO_DATABASE_URL",
     # connect_timeout (s) and statement_timeout make a dead or hung database fail fast.
-    "postgresql://todo@/todo?host=/var/run/postgresql&connect_timeout=3&options=-c%20statement_timeout%3D5s",
+    f"postgresql://{APP}@/{APP}?host=/var/run/postgresql&connect_timeout=3&options=-c%20statement_timeout%3D5s",
 )
 os.environ["TODO_RELEASE"] = RELEASE_DIR.name
 os.environ["TODO_INSTANCE"] = INSTANCE

@@ -32,3 +32,28 @@ class FirewallLoaded(FactBase):
 
     def process(self, output):
         return output[0] == "yes"
+
+
+class SysctlDrift(FactBase):
+    """Keys of a sysctl.d file whose live value differs from the file's: [] when the kernel
+    holds every value (writing net.ipv4.ip_forward, for one, resets every conf.*.* key)."""
+
+    def command(self, path):
+        return (
+            f"[ -f {path} ] || exit 0; grep -E '^[a-z]' {path} | while IFS='= ' read -r key value; do "
+            '[ "$(sysctl -n "$key" 2>/dev/null)" = "$value" ] || echo "$key"; done'
+        )
+
+    def process(self, output):
+        return [line for line in output if line]
+
+
+class SupervisorStates(FactBase):
+    """{program: state} from ``supervisorctl status`` (e.g. RUNNING, STOPPED, FATAL); {} when
+    supervisord is not running."""
+
+    def command(self):
+        return "supervisorctl status 2>/dev/null || true"
+
+    def process(self, output):
+        return dict(line.split()[:2] for line in output if len(line.split()) >= 2)

@@ -1,4 +1,9 @@
-"""Deploy settings: the defaults, one line each, overridable per host or group in the inventory."""
+"""Deploy settings: the defaults, one line each, overridable per host or group in the inventory
+(or for one run: ``scripts/provision --set KEY=VALUE``). ``stack()`` is the one place every task
+and template reads them from, with the paths derived from ``app_name``."""
+
+import ipaddress
+import re
 
 DEFAULTS = {
     # The one name: system user, /srv/<app>, /etc/<app>, /var/log/<app>, supervisor program, nginx site, DB role+db.
@@ -35,6 +40,13 @@ DEFAULTS = {
     "postgresql_version": 15,
 }
 
+#: Settings the release tool reads on the server (/etc/<app>/release.json).
+RELEASE_SETTINGS = ("app_name", "instances", "keep_releases", "health_timeout", "drain_timeout", "deploy_branch")
+
+
+class SettingError(ValueError):
+    """A setting in the inventory has a value the stack cannot use; the message names it."""
+
 
 def setting(name):
     """Return a setting for the current host: inventory data first, then DEFAULTS."""
@@ -44,12 +56,21 @@ def setting(name):
     return DEFAULTS[name] if value is None else value
 
 
-def workers_per_instance(cores):
-    """Workers per gunicorn instance for a host with ``cores`` CPUs."""
-    explicit = setting("workers_per_instance")
+def _positive_int(name, value):
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1:
+        raise SettingError(f"inventory: {name} must be a whole number of at least 1, not {value!r}")
+    return number
+
+
+def workers_per_instance(cores, instances, explicit=None):
+    """Workers per gunicorn instance for a host with ``cores`` CPUs and ``instances`` instances."""
     if explicit:
-        return int(explicit)
-    return max(2, -(-(2 * cores + 1) // int(setting("instances"))))
+        return _positive_int("workers_per_instance", explicit)
+    return max(2, -(-(2 * cores + 1) // instances))
 
 
 def server_names():
@@ -64,7 +85,6 @@ def server_names():
 
 def subject_alt_names(names):
     """``names`` as an X.509 subjectAltName value, e.g. ``IP:192.0.2.1,DNS:example.org``."""
-    import ipaddress
 
     def entry(name):
         try:
@@ -73,3 +93,52 @@ def subject_alt_names(names):
             return f"DNS:{name}"
 
     return ",".join(entry(name) for name in names)
+
+
+def stack():
+    """Every setting for the current host, checked, plus the names and paths derived from them.
+
+    Tasks and templates read this and nothing else, so a setting reaches every place that
+    uses it. Raises SettingError (with the setting's name) for a value the stack cannot use.
+    """
+    from pyinfra import host
+
+    from deploy.facts import CpuCount
+
+    s = {key: setting(key) for key in DEFAULTS}
+    app = s["app_name"]
+    if not isinstance(app, str) or not re.fullmatch(r"[a-z][a-z0-9]{0,15}", app):
+        raise SettingError(f"inventory: app_name must be 1-16 lower-case letters and digits, not {app!r}")
+    for key in ("instances", "max_body_bytes", "health_timeout", "drain_timeout", "keep_releases"):
+        s[key] = _positive_int(key, s[key])
+    for key in ("post_rate_per_second", "post_burst", "postgresql_version"):
+        s[key] = _positive_int(key, s[key])
+    s["firewall_tcp_ports"] = [_positive_int("firewall_tcp_ports", port) for port in s["firewall_tcp_ports"]]
+    for address in s["rate_limit_exempt"]:
+        try:
+            ipaddress.ip_network(address)
+        except ValueError as exc:
+            raise SettingError(f"inventory: rate_limit_exempt: {exc}") from None
+    if bool(s["tls_certificate"]) != bool(s["tls_certificate_key"]):
+        raise SettingError("inventory: set tls_certificate and tls_certificate_key together, or neither (self-signed)")
+    s["server_names"] = server_names()
+    s["workers"] = workers_per_instance(host.get_fact(CpuCount), s["instances"], s["workers_per_instance"])
+    s["instance_names"] = [f"{app}-{n}" for n in range(s["instances"])]
+    s.update(
+        srv=f"/srv/{app}",
+        etc=f"/etc/{app}",
+        log=f"/var/log/{app}",
+        run=f"/run/{app}",
+        cache=f"/var/cache/{app}",
+        env_file=f"/etc/{app}/{app}.env",
+        release_tool=f"/usr/local/sbin/{app}-release",
+        deploy_group=f"{app}-deploy",
+        build_user=f"{app}-build",
+        git_dir=f"/srv/{app}/deploy.git",
+        pg_conf=f"/etc/postgresql/{s['postgresql_version']}/main",
+        tls_dir=f"/etc/ssl/{app}",
+        tls_cert=f"/etc/ssl/{app}/{app}.crt",
+        tls_key=f"/etc/ssl/{app}/{app}.key",
+        nginx_snippets=f"/etc/nginx/snippets/{app}",
+    )
+    return s

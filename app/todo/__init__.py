@@ -26,7 +26,7 @@ def create_app(test_config=None):
         DATABASE_URL=None,
         RELEASE=release,
         INSTANCE=os.uname().nodename,
-        # Same limit as nginx's client_max_body_size (bytes).
+        # Same limit as nginx's client_max_body_size (bytes): the deploy sets both from max_body_bytes.
         MAX_CONTENT_LENGTH=16 * 1024,
         # The session cookie (it carries the CSRF secret): HTTPS only, never readable by scripts,
         # not sent on cross-site subrequests or POSTs. nginx serves the app on HTTPS only.
@@ -53,6 +53,8 @@ def create_app(test_config=None):
     app.config.from_prefixed_env("TODO", loads=str)
     if test_config is not None:
         app.config.from_mapping(test_config)
+    # From the environment a string (TODO_MAX_CONTENT_LENGTH, the deploy's max_body_bytes).
+    app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_CONTENT_LENGTH"])
     for key in ("SECRET_KEY", "DATABASE_URL"):
         if not app.config.get(key):
             raise RuntimeError(f"{key} is not set: export TODO_{key} (gunicorn.conf.py sets it on the server)")

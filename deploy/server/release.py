@@ -1,15 +1,22 @@
-#!/usr/bin/python3
+#!/usr/bin/python3 -I
 """Ship, roll back and list releases of the app on this server, with no failed request.
 
 Installed by the deploy as /usr/local/sbin/<app>-release (root 0755); its settings are
-in /etc/<app>/release.json (written by the deploy from deploy/settings.py). Runs as
-root: the git push hook calls it through sudo, scripts/release and scripts/rollback
-through SSH. Only the Python standard library: it runs before any virtualenv exists.
+in /etc/<app>/release.json (written by the deploy from deploy/settings.py; a fixed path,
+no option names another). Runs as root and refuses to start otherwise: the git push hook
+calls it through sudo (the deploy group may run deploy, rollback and list, nothing else:
+hardening/sudoers.d/deploy-group.j2), scripts/release and scripts/rollback through SSH.
+Only the Python standard library: it runs before any virtualenv exists.
+
+Pushed content never runs as root: <app>-build unpacks it, makes its virtualenv, installs
+its requirements (an sdist runs code while it builds) and compresses its static files;
+<app>, the app user, checks and migrates it. Root only switches ``current``, calls
+supervisor and deletes old releases.
 
 Commands:
-  deploy --archive FILE|- --commit SHA [--ref REF]
-        Build /srv/<app>/releases/<id> from a tar of the repo's app/ directory
-        (``git archive COMMIT app``), check it, apply its migrations, switch
+  deploy --commit SHA [--ref REF]
+        Build /srv/<app>/releases/<id> from a tar of the repo's app/ directory on standard
+        input (``git archive COMMIT app``), check it, apply its migrations, switch
         /srv/<app>/current to it atomically, then roll the instances one at a time.
         <id> is UTC time + short commit, e.g. 20261121-101502-dcb3499, so ids sort
         by deploy time.
@@ -52,6 +59,8 @@ from pathlib import Path
 
 RELEASE_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{7,40}$")
 NAME = Path(sys.argv[0]).name.removesuffix("-release") or "todo"
+#: The app's Python package in a release (its code, templates and static files).
+PACKAGE = "todo"
 
 
 class StepFailed(Exception):
@@ -75,18 +84,20 @@ class Clock:
         print(f"[{self.elapsed():6.1f}s] {message}", flush=True)
 
 
-def run(cmd, step, *, user=None, cwd=None, env=None, stdin=None, quiet=False):
+def run(cmd, step, *, user=None, group=None, cwd=None, env=None, stdin=None, input=None, quiet=False):  # noqa: A002
     """Run ``cmd`` (a list); raise StepFailed(step) with its output's tail when it fails.
 
-    ``user``: run as that user (runuser). ``quiet``: capture output, show it only on failure.
+    ``user``: run as that user (runuser), ``group`` as its group. ``quiet``: capture output,
+    show it only on failure.
     """
     if user:
-        cmd = ["runuser", "-u", user, "--", *cmd]
+        cmd = ["runuser", "-u", user, *(["-g", group] if group else []), "--", *cmd]
     proc = subprocess.run(
         cmd,
         cwd=cwd,
         env={**os.environ, **(env or {})},
         stdin=stdin,
+        input=input,
         stdout=subprocess.PIPE if quiet else None,
         stderr=subprocess.STDOUT if quiet else None,
         text=True,
@@ -103,6 +114,7 @@ class Stack:
 
     def __init__(self, config, clock):
         self.app = config["app_name"]
+        self.build_user = f"{self.app}-build"
         self.instances = [f"{self.app}-{n}" for n in range(int(config["instances"]))]
         self.keep = int(config["keep_releases"])
         self.health_timeout = float(config["health_timeout"])
@@ -115,7 +127,7 @@ class Stack:
         self.env_file = Path(f"/etc/{self.app}/{self.app}.env")
         self.run_dir = Path(f"/run/{self.app}")
         self.history = Path(f"/var/log/{self.app}/releases.log")
-        self.pip_cache = Path(f"/var/cache/{self.app}/pip")
+        self.pip_cache = Path(f"/var/cache/{self.app}/build/pip")
         self.clock = clock
 
     # --- Releases on disk ---------------------------------------------------------------------
@@ -136,7 +148,10 @@ class Stack:
         )
 
     def metadata(self, release):
-        return json.loads((self.releases / release / ".release.json").read_text())
+        """The release's .release.json; never through a symlink (the build user wrote it)."""
+        fd = os.open(self.releases / release / ".release.json", os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, encoding="utf-8") as meta:
+            return json.loads(meta.read())
 
     def record(self, action, release, outcome, **extra):
         """Append one JSON line to the release history (/var/log/<app>/releases.log)."""
@@ -154,38 +169,41 @@ class Stack:
 
     # --- Build, check, migrate ----------------------------------------------------------------
 
-    def build(self, archive, commit, ref):
-        """Unpack the app, make its virtualenv, gzip its static files; return the release id."""
+    def build(self, commit, ref):
+        """Unpack the app from standard input, make its virtualenv, gzip its static files, all as
+        the build user; return the release id."""
         stamp = datetime.now(UTC)
         release = f"{stamp:%Y%m%d-%H%M%S}-{commit[:7]}"
         path = self.releases / release
         if path.exists():
             raise StepFailed("build", f"{path} exists already (one release per commit per second)")
-        self.clock.say(f"build: {release} from {commit[:12]} ({ref})")
+        self.clock.say(f"build: {release} from {commit[:12]} ({ref}), as {self.build_user}")
         path.mkdir(mode=0o755)
+        shutil.chown(path, self.build_user, self.build_user)
+
+        def as_builder(cmd, **kwargs):
+            return run(cmd, "build", user=self.build_user, cwd=path, **kwargs)
+
         try:
-            with open(archive, "rb") if archive != "-" else sys.stdin.buffer as tar:
-                run(["tar", "-x", "--strip-components=1", "--no-same-owner", "-C", str(path)], "build", stdin=tar)
-            for required in ("requirements.txt", "gunicorn.conf.py", self.app):
-                if not (path / required).exists():
+            unpack = ["tar", "-x", "--strip-components=1", "--no-same-owner", "--no-same-permissions", "-C", str(path)]
+            as_builder(unpack, stdin=sys.stdin.buffer)
+            for required in ("requirements.txt", "gunicorn.conf.py", PACKAGE):
+                if not os.path.lexists(path / required):
                     raise StepFailed("build", f"the archive has no app/{required}")
-            run(["python3", "-m", "venv", str(path / "venv")], "build", quiet=True)
+            as_builder(["python3", "-m", "venv", str(path / "venv")], quiet=True)
             self.clock.say("build: installing hash-pinned requirements")
-            self.pip_cache.mkdir(parents=True, exist_ok=True, mode=0o700)
-            run(
+            as_builder(
                 [str(path / "venv/bin/pip"), "install", "--quiet", "--disable-pip-version-check", "--no-deps",
                  "--require-hashes", "-r", "requirements.txt"],
-                "build",
-                cwd=path,
-                env={"PIP_CACHE_DIR": str(self.pip_cache), "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt"},
+                env={"PIP_CACHE_DIR": str(self.pip_cache), "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt",
+                     "HOME": str(self.pip_cache.parent)},
                 quiet=True,
             )  # fmt: skip
-            static = path / self.app / "static"
-            for asset in static.rglob("*"):
-                if asset.suffix in (".css", ".js", ".svg", ".txt") and asset.is_file():
-                    run(["gzip", "-9", "-k", "-n", "-f", str(asset)], "build")
+            as_builder(["find", f"{PACKAGE}/static", "-type", "f", "(", "-name", "*.css", "-o", "-name", "*.js",
+                        "-o", "-name", "*.svg", "-o", "-name", "*.txt", ")", "-exec", "gzip", "-9", "-k", "-n", "-f",
+                        "{}", "+"])  # fmt: skip
             meta = {"release": release, "commit": commit, "ref": ref, "built_at": stamp.isoformat(timespec="seconds")}
-            (path / ".release.json").write_text(json.dumps(meta, indent=1) + "\n")
+            as_builder(["sh", "-c", "umask 022 && cat > .release.json"], input=json.dumps(meta, indent=1) + "\n")
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)
             raise
@@ -200,7 +218,7 @@ class Stack:
             "check",
             user=self.app,
             cwd=path,
-            env={"TODO_INSTANCE": f"{self.app}-check"},
+            env={"TODO_APP_NAME": self.app, "TODO_INSTANCE": f"{self.app}-check"},
             quiet=True,
         )
 
@@ -236,10 +254,10 @@ class Stack:
         wait (drain_timeout seconds) until the listen queue (ss Recv-Q) stays empty.
         """
         sock = self.run_dir / f"{instance}.sock"
-        try:
-            os.chmod(sock, 0o600)
-        except FileNotFoundError:
+        if not sock.exists():
             return  # not running: nothing to drain
+        # As the app user, who owns the socket and its directory: root never follows a path there.
+        subprocess.run(["runuser", "-u", self.app, "--", "chmod", "0600", str(sock)], check=False)
         deadline, empty = time.monotonic() + self.drain_timeout, 0
         while empty < 3 and time.monotonic() < deadline:
             listing = subprocess.run(["ss", "-xlH"], capture_output=True, text=True, check=False).stdout
@@ -309,6 +327,16 @@ class Stack:
                     self.roll_instance(reached, previous)
                 raise
 
+    def remove_programs(self):
+        """Stop and unload every instance's program (a failed first release: nothing to serve).
+
+        supervisor would otherwise restart them against a release that no longer exists.
+        """
+        for instance in self.instances:
+            self.supervisorctl("stop", instance, step="stop")
+            self.supervisorctl("remove", instance, step="stop")
+        self.clock.say(f"no release serves: stopped and removed {', '.join(self.instances)} from supervisor")
+
     def prune(self):
         """Keep the newest ``keep_releases`` releases, always counting the current one; delete the rest."""
         releases, current = self.kept(), self.current()
@@ -325,8 +353,13 @@ class Stack:
         if not self.git_dir.is_dir():
             return
         git = ["git", f"--git-dir={self.git_dir}"]
-        if subprocess.run([*git, "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True).returncode == 0:
-            run([*git, "update-ref", f"refs/heads/{self.deploy_branch}", commit], "switch")
+        # Not as root: deployers may write the repository's config and hooks, which git would run.
+        deployer = {"user": self.build_user, "group": f"{self.app}-deploy"}
+        try:
+            run([*git, "cat-file", "-e", f"{commit}^{{commit}}"], "switch", quiet=True, **deployer)
+        except StepFailed:
+            return  # the commit was never pushed here (released by another repository)
+        run([*git, "update-ref", f"refs/heads/{self.deploy_branch}", commit], "switch", **deployer)
 
 
 def get(sock, url, timeout=2.0):
@@ -348,7 +381,7 @@ def get(sock, url, timeout=2.0):
 
 def deploy(stack, opts):
     previous = stack.current()
-    release = stack.build(opts.archive, opts.commit, opts.ref)
+    release = stack.build(opts.commit, opts.ref)
     try:
         stack.check(release)
         stack.migrate(release)
@@ -361,6 +394,7 @@ def deploy(stack, opts):
     except StepFailed:
         if previous is None:  # the first release: nothing served before, nothing is current now
             stack.current_link.unlink()
+            stack.remove_programs()
         shutil.rmtree(stack.releases / release, ignore_errors=True)
         raise
     stack.prune()
@@ -413,11 +447,11 @@ def list_releases(stack):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="See the module docstring.")
-    parser.add_argument("--config", default=f"/etc/{NAME}/release.json", help="settings (default %(default)s)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog="See the module docstring.", allow_abbrev=False
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    d = commands.add_parser("deploy", help="build, check, migrate, switch and roll a release")
-    d.add_argument("--archive", required=True, help="tar of the repo's app/ directory, - for stdin")
+    d = commands.add_parser("deploy", help="build (from a tar on stdin), check, migrate, switch and roll a release")
     d.add_argument("--commit", required=True, help="the commit the archive was made from (40 hex digits)")
     d.add_argument("--ref", default="", help="the ref that was pushed, for the history")
     r = commands.add_parser("rollback", help="back to the previous or a named release")
@@ -427,9 +461,13 @@ def main(argv=None):
     opts = parser.parse_args(argv)
     if opts.command == "deploy" and not re.fullmatch(r"[0-9a-f]{40}", opts.commit):
         parser.error(f"--commit {opts.commit!r}: expected 40 hex digits")
+    if os.geteuid() != 0:
+        # Before anything is touched: run as another user it would fail halfway (closed sockets).
+        print(f"{NAME}-release: run as root (sudo {sys.argv[0]} {opts.command} ...)", file=sys.stderr)
+        return 2
 
     clock = Clock()
-    stack = Stack(json.loads(Path(opts.config).read_text()), clock)
+    stack = Stack(json.loads(Path(f"/etc/{NAME}/release.json").read_text()), clock)
     if opts.command == "list":
         list_releases(stack)
         return 0

@@ -1,0 +1,94 @@
+"""pyinfra operations the stack needs beyond pyinfra's own: a config file that is checked before
+it takes effect (the ``validate: visudo -cf %s`` pattern of Ansible's copy/template modules)."""
+
+import os
+from io import StringIO
+
+from pyinfra import host, logger, state
+from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
+from pyinfra.api.util import get_file_sha1, get_template
+from pyinfra.facts.files import File, FileContents, Sha1File
+from pyinfra.operations.util.files import chmod, chown, generate_color_diff
+
+#: Suffix of the copy written beside a config file and checked before it is renamed over it.
+NEW = ".todo-new"
+#: Suffix of the previous file kept while a set of files is checked together (restored on failure).
+OLD = ".todo-old"
+
+
+def render(src, data):
+    """``src`` (a path relative to the repo) as a file object: rendered by Jinja2 when ``data`` is not None."""
+    path = os.path.join(state.cwd or "", src)
+    if data is None:
+        with open(path, encoding="utf-8") as source:
+            return StringIO(source.read())
+    return StringIO(get_template(path).render(data))
+
+
+def _log_diff(dest, content):
+    """Under --diff (scripts/provision --dry-run), print what would change in ``dest``."""
+    if not state.config.DIFF:
+        return
+    current = host.get_fact(FileContents, path=dest) or []
+    host.log(f"Will {'modify' if current else 'create'} {dest}", logger.info)
+    for line in generate_color_diff([line + "\n" for line in current], content.splitlines(keepends=True)):
+        logger.info("  %s", line)
+
+
+@operation()
+def config_files(files, check, user="root", group="root"):
+    """Ensure config files, each checked by ``check`` before it takes effect.
+
+    + files: list of (src, dest, mode, data): ``src`` a path in this repo, rendered with
+      Jinja2 when ``data`` (a dict) is not None; ``mode`` a string such as "644"
+    + check: shell command that fails on a bad file. With ``{}`` in it, it checks each new
+      file's copy at ``{}`` (``DEST.todo-new``), which is renamed over DEST only when the
+      check passes. Without ``{}`` (``nginx -t``: a config made of several files) the new
+      files are swapped in together, checked, and the previous ones put back if it fails.
+    + user, group: owner of every file
+
+    A refused file never replaces the one in place, and since the one in place still
+    differs from the repo, the next run checks (and refuses) it again: a broken file
+    cannot pass by being "unchanged". Owners and modes drifted by hand are repaired
+    without a check (they cannot make a file invalid).
+    """
+    changed = []
+    for src, dest, mode, data in files:
+        content = render(src, data)
+        remote = host.get_fact(File, path=dest)
+        if not remote or get_file_sha1(content) != host.get_fact(Sha1File, path=dest):
+            _log_diff(dest, content.getvalue())
+            content.seek(0)
+            new = dest + NEW
+            yield FileUploadCommand(content, new, remote_temp_filename=host.get_temp_filename(new))
+            yield chown(new, user, group)
+            yield chmod(new, mode)
+            changed.append(dest)
+        elif (remote["user"], remote["group"], remote["mode"]) != (user, group, int(mode)):
+            yield chown(dest, user, group)
+            yield chmod(dest, mode)
+    if not changed:
+        host.noop(f"{', '.join(dest for _, dest, _, _ in files)}: in place and unchanged")
+        return
+    if "{}" in check:
+        for dest in changed:
+            new = _quote(dest + NEW)
+            refused = f"{new}: refused by the check; {dest} left as it was"
+            yield f"( {check.replace('{}', new)} ) || {{ rm -f {new}; echo '{refused}' >&2; exit 1; }}"
+            yield StringCommand("mv -f", new, QuoteString(dest))
+        return
+    # Several files checked together: keep the previous ones, swap in, check, put them back on failure.
+    swap = " && ".join(f"{{ ! [ -e {d} ] || cp -p {d} {d}{OLD}; }} && mv -f {d}{NEW} {d}" for d in map(_quote, changed))
+    restore = "; ".join(
+        f"if [ -e {d}{OLD} ]; then mv -f {d}{OLD} {d}; else rm -f {d}; fi" for d in map(_quote, changed)
+    )
+    cleanup = "; ".join(f"rm -f {d}{OLD}" for d in map(_quote, changed))
+    refused = f"{', '.join(changed)}: refused by the check; the previous files are back in place"
+    yield f"{swap} && if {check}; then {cleanup}; else {restore}; echo '{refused}' >&2; exit 1; fi"
+
+
+def _quote(path):
+    """``path`` for the shell; the stack's paths have no quotes or spaces, so this is only a guard."""
+    if any(c in path for c in " '\"\\$`;&|<>*?"):
+        raise ValueError(f"unexpected character in path {path!r}")
+    return path

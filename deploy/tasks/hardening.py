@@ -1,0 +1,79 @@
+"""Host hardening (docs/security.md): SSH, network sysctls, the firewall, security updates."""
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.operations import files, server, systemd
+
+from deploy.facts import FirewallLoaded, SysctlDrift
+from deploy.operations import config_files
+
+SSHD_DROPIN = "/etc/ssh/sshd_config.d/10-todo-hardening.conf"
+SYSCTL = "/etc/sysctl.d/90-todo-hardening.conf"
+# sshd checks a drop-in only through a main config that includes it: this one reads the new copy
+# first (sshd keeps the first value it reads), then the real configuration.
+SSHD_CHECK = (
+    "printf 'Include {}\\nInclude /etc/ssh/sshd_config\\n' > {}.main && sshd -t -f {}.main; "
+    "rc=$?; rm -f {}.main; exit $rc"
+)
+
+
+@deploy("Hardening")
+def hardening(s):
+    """Ensure SSH, sysctl, firewall and update controls, each checked before it takes effect."""
+    sshd = config_files(
+        name="Ensure the SSH hardening drop-in (keys only, no root, no forwarding, strong algorithms; sshd -t).",
+        files=[("hardening/sshd_config.d/10-todo-hardening.conf", SSHD_DROPIN, "600", None)],
+        check=SSHD_CHECK,
+    )
+    systemd.service(
+        name="Reload sshd: its configuration changed and is valid.",
+        service="ssh",
+        reloaded=True,
+        _if=sshd.did_change,
+    )
+    files.file(
+        name="Ensure sshd_config is root-only (dev-sec sshd-02).",
+        path="/etc/ssh/sshd_config",
+        user="root",
+        group="root",
+        mode="600",
+    )
+
+    # The check of a sysctl file is applying it: a refused key leaves the file out of /etc/sysctl.d.
+    sysctl = config_files(
+        name="Ensure the network sysctl hardening (dev-sec linux-baseline; checked by applying it).",
+        files=[("hardening/sysctl.d/90-todo-hardening.conf", SYSCTL, "644", None)],
+        check="sysctl -q -p {}",
+    )
+    server.shell(
+        name="Apply the network sysctl hardening: live values differ from the file.",
+        commands=[f"sysctl -q -p {SYSCTL}"],
+        # The live values, not only the file: writing net.ipv4.ip_forward resets every conf.*.* key.
+        _if=lambda: not sysctl.did_change() and bool(host.get_fact(SysctlDrift, path=SYSCTL)),
+    )
+
+    firewall = config_files(
+        name="Ensure the firewall rules (nftables: inbound SSH, HTTP, HTTPS only; nft -c).",
+        files=[("hardening/nftables.conf.j2", "/etc/nftables.conf", "755", s)],
+        check="nft -c -f {}",
+    )
+    systemd.service(
+        name="Load the firewall rules: they changed (or were flushed) and are valid.",
+        service="nftables",
+        running=True,
+        reloaded=True,
+        # Also when the rules were flushed by hand: the file alone does not show that drift.
+        _if=lambda: firewall.did_change() or not host.get_fact(FirewallLoaded),
+    )
+    systemd.service(name="Ensure the firewall is loaded at boot.", service="nftables", running=True, enabled=True)
+
+    files.put(
+        name="Ensure security updates are installed every day (unattended-upgrades).",
+        src="hardening/apt.conf.d/20auto-upgrades",
+        dest="/etc/apt/apt.conf.d/20auto-upgrades",
+        user="root",
+        group="root",
+        mode="644",
+    )
+    for timer in ("apt-daily.timer", "apt-daily-upgrade.timer"):
+        systemd.service(name=f"Ensure {timer} is enabled.", service=timer, running=True, enabled=True)

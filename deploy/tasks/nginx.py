@@ -1,0 +1,77 @@
+"""nginx in front: TLS certificate, main config, snippets and the site, checked together by
+``nginx -t`` before nginx reloads; restarted by systemd when it dies."""
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.facts.files import File
+from pyinfra.operations import files, server, systemd
+
+from deploy.operations import config_files
+from deploy.settings import subject_alt_names
+from deploy.tasks.postgresql import dropin
+
+SNIPPETS = ("gzip.conf", "proxy.conf", "tls.conf", "security-headers.conf")
+
+
+def certificate(s):
+    """Ensure the site's TLS certificate and key: the operator's, or a self-signed one made once."""
+    files.directory(name=f"Ensure {s['tls_dir']} exists.", path=s["tls_dir"], user="root", group="root", mode="755")
+    if s["tls_certificate"]:
+        return [
+            files.put(name=f"Ensure the operator's TLS {what}.", src=src, dest=dest, user="root", mode=mode)
+            for what, src, dest, mode in [
+                ("certificate", s["tls_certificate"], s["tls_cert"], "644"),
+                ("key (root 0600)", s["tls_certificate_key"], s["tls_key"], "600"),
+            ]
+        ]
+    names = s["server_names"]
+    generated = server.shell(
+        name="Generate a self-signed TLS certificate (ECDSA P-256, 825 days) for the server names, once.",
+        commands=[
+            f"umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 825 "
+            f"-subj '/CN={names[0]}' -addext 'subjectAltName={subject_alt_names(names)}' "
+            f"-keyout {s['tls_key']} -out {s['tls_cert']} 2>/dev/null && chmod 644 {s['tls_cert']}"
+        ],
+        _if=lambda: host.get_fact(File, path=s["tls_key"]) is None,
+    )
+    for path, mode in ((s["tls_cert"], "644"), (s["tls_key"], "600")):
+        files.file(name=f"Ensure {path} is root {mode}.", path=path, user="root", group="root", mode=mode)
+    return [generated]
+
+
+@deploy("nginx")
+def nginx(s):
+    """Ensure nginx's certificate and configuration (checked with nginx -t), reloaded only when it changed."""
+    dropin("nginx.service", s)
+    tls = certificate(s)
+    config = config_files(
+        name="Ensure nginx's configuration: nginx.conf, the snippets and the site (nginx -t).",
+        files=[
+            ("nginx/nginx.conf.j2", "/etc/nginx/nginx.conf", "644", s),
+            *((f"nginx/snippets/todo/{name}", f"{s['nginx_snippets']}/{name}", "644", None) for name in SNIPPETS),
+            ("nginx/sites-available/todo.conf.j2", f"/etc/nginx/sites-available/{s['app_name']}.conf", "644", s),
+        ],
+        check="nginx -t -q",
+    )
+    site = files.link(
+        name=f"Ensure the nginx site {s['app_name']} is enabled.",
+        path=f"/etc/nginx/sites-enabled/{s['app_name']}.conf",
+        target=f"/etc/nginx/sites-available/{s['app_name']}.conf",
+    )
+    default = files.link(
+        name="Ensure the stock default site is disabled.", path="/etc/nginx/sites-enabled/default", present=False
+    )
+    changed = [*tls, config, site, default]
+    server.shell(
+        name="Validate the nginx configuration (nginx -t).",
+        commands=["nginx -t -q"],
+        _if=lambda: any(op.did_change() for op in changed),
+    )
+    systemd.service(
+        name="Reload nginx: its configuration changed and is valid.",
+        service="nginx",
+        running=True,
+        reloaded=True,
+        _if=lambda: any(op.did_change() for op in changed),
+    )
+    systemd.service(name="Ensure nginx is running and enabled.", service="nginx", running=True, enabled=True)

@@ -1,0 +1,25 @@
+"""Debian packages of the stack, and apt's patience with an unattended upgrade's lock."""
+
+from pyinfra.api import deploy
+from pyinfra.operations import apt, files
+
+
+@deploy("Packages")
+def packages(s):
+    """Ensure every Debian package the stack runs on is installed (no recommends)."""
+    files.put(
+        name="Ensure apt waits for the dpkg lock (an unattended upgrade may hold it).",
+        src="hardening/apt.conf.d/90todo-lock-timeout",
+        dest="/etc/apt/apt.conf.d/90todo-lock-timeout",
+        user="root",
+        group="root",
+        mode="644",
+    )
+    apt.packages(
+        name="Ensure nginx, supervisor, PostgreSQL, Python and the release tool's needs are installed.",
+        packages=["nginx", "supervisor", f"postgresql-{s['postgresql_version']}", "python3-venv", "libpq5"]
+        + ["ca-certificates", "git", "sudo", "iproute2", "openssl", "nftables", "unattended-upgrades", "logrotate"],
+        no_recommends=True,
+        update=True,
+        cache_time=3600,
+    )

@@ -1,0 +1,64 @@
+"""PostgreSQL: who may connect, the app's role and database, and self-healing of the server."""
+
+from pyinfra.api import deploy
+from pyinfra.operations import files, postgres, server, systemd
+from pyinfra.operations.util import any_changed
+
+from deploy.operations import config_files
+
+
+def dropin(unit, s):
+    """Ensure the stack's systemd drop-in for ``unit`` (systemd/<unit>.d/todo.conf); reload systemd if it changed."""
+    put = files.put(
+        name=f"Ensure the systemd drop-in for {unit}.",
+        src=f"systemd/{unit}.d/todo.conf",
+        dest=f"/etc/systemd/system/{unit}.d/{s['app_name']}.conf",
+        user="root",
+        group="root",
+        mode="644",
+    )
+    systemd.daemon_reload(name=f"Reload systemd units: the {unit} drop-in changed.", _if=put.did_change)
+    return put
+
+
+@deploy("PostgreSQL")
+def postgresql(s, secrets):
+    """Ensure PostgreSQL runs (restarted on failure), and the app's role and database with its password."""
+    app = s["app_name"]
+    dropin("postgresql@.service", s)
+    systemd.service(name="Ensure PostgreSQL is running and enabled.", service="postgresql", running=True, enabled=True)
+    pg_hba = config_files(
+        name="Ensure pg_hba.conf lets only the app's role in, with scram-sha-256.",
+        files=[("postgresql/pg_hba.conf.j2", f"{s['pg_conf']}/pg_hba.conf", "640", s)],
+        # The server reads pg_hba.conf only on a reload, and pg_hba_file_rules parses the file on
+        # disk: swapped in, checked there, and the previous file put back if any line has an error.
+        check='[ "$(runuser -u postgres -- psql -Atc '
+        "'SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL')\" = 0 ]",
+        user="postgres",
+        group="postgres",
+    )
+    systemd.service(
+        name="Reload PostgreSQL: pg_hba.conf changed.", service="postgresql", reloaded=True, _if=pg_hba.did_change
+    )
+    role = postgres.role(
+        name=f"Ensure the {app} role exists (no superuser, no createdb, no createrole).",
+        role=app,
+        login=True,
+        _sudo_user="postgres",
+    )
+    postgres.database(
+        name=f"Ensure the {app} database exists, owned by {app}.",
+        database=app,
+        owner=app,
+        encoding="UTF8",
+        _sudo_user="postgres",
+    )
+    server.shell(
+        name=f"Set the {app} role's password from {s['env_file']}.",
+        # printf is a shell builtin: the password never appears in a process's arguments.
+        commands=[
+            f'. {s["env_file"]} && printf "ALTER ROLE {app} WITH LOGIN PASSWORD \'%s\';\\n" "$TODO_DATABASE_PASSWORD" '
+            "| runuser -u postgres -- psql -q -v ON_ERROR_STOP=1"
+        ],
+        _if=any_changed(secrets, role),
+    )

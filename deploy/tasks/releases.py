@@ -1,0 +1,82 @@
+"""The release tool, its settings, the push repository and who may push (the first release
+itself is scripts/provision's last step: scripts/release --if-none)."""
+
+import io
+import json
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.facts.files import File
+from pyinfra.operations import files, git, server
+
+from deploy.facts import LoginUser
+from deploy.operations import config_files
+from deploy.settings import RELEASE_SETTINGS
+
+
+@deploy("Releases")
+def releases(s):
+    """Ensure the release tool, its settings, the deploy group's sudo rule and the push repository."""
+    files.put(
+        name=f"Ensure the release tool {s['release_tool']}.",
+        src="deploy/server/release.py",
+        dest=s["release_tool"],
+        user="root",
+        group="root",
+        mode="755",
+    )
+    release_settings = {key: s[key] for key in RELEASE_SETTINGS}
+    files.put(
+        name=f"Ensure the release settings {s['etc']}/release.json.",
+        src=io.StringIO(json.dumps(release_settings, indent=1, sort_keys=True) + "\n"),
+        dest=f"{s['etc']}/release.json",
+        user="root",
+        group="root",
+        mode="644",
+    )
+    group = s["deploy_group"]
+    server.group(name=f"Ensure the {group} group (may push releases) exists.", group=group, system=True)
+    login_user = host.get_fact(LoginUser)
+    if login_user != "root":
+        server.user(
+            name=f"Ensure the login user {login_user} may push releases ({group}).",
+            user=login_user,
+            groups=[group],
+            append=True,
+            ensure_home=False,
+        )
+    config_files(
+        name=f"Ensure {group} may ship, roll back and list releases as root, and nothing else (sudoers).",
+        files=[("hardening/sudoers.d/deploy-group.j2", f"/etc/sudoers.d/{group}", "440", s)],
+        check="visudo -cqf {}",
+    )
+    git_dir = s["git_dir"]
+    server.shell(
+        name=f"Ensure the push repository {git_dir} exists (bare, shared with {group}).",
+        commands=[
+            f"git init --quiet --bare --shared=group --initial-branch={s['deploy_branch']} {git_dir} "
+            # Releases may go back to an older commit; deleting the branch is refused (the hook says why).
+            f"&& git -C {git_dir} config receive.denyNonFastForwards false "
+            f"&& git -C {git_dir} config receive.denyDeletes true "
+            f"&& chgrp -R {group} {git_dir} && chmod -R g+rwX {git_dir} "
+            f"&& find {git_dir} -type d -exec chmod g+s {{}} +"
+        ],
+        _if=lambda: host.get_fact(File, path=f"{git_dir}/HEAD") is None,
+    )
+    files.directory(name=f"Ensure {git_dir} is root:{group} 2775.", path=git_dir, user="root", group=group, mode="2775")
+    git.config(
+        name=f"Ensure git trusts {git_dir} for every deployer (safe.directory).",
+        key="safe.directory",
+        value=git_dir,
+        multi_value=True,
+        system=True,
+    )
+    files.template(
+        name="Ensure the push repository's pre-receive hook (a push releases).",
+        src="deploy/hooks/pre-receive.j2",
+        dest=f"{git_dir}/hooks/pre-receive",
+        user="root",
+        group="root",
+        mode="755",
+        **s,
+    )

@@ -1,0 +1,53 @@
+"""supervisor runs the gunicorn instances, one program per instance; systemd runs supervisor."""
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.facts.files import Link
+from pyinfra.operations import files, server, systemd
+
+from deploy.facts import SupervisorStates
+from deploy.tasks.postgresql import dropin
+
+
+@deploy("supervisor")
+def supervisor(s):
+    """Ensure the supervisor programs; roll the instances onto a changed program one at a time;
+    start any instance found stopped."""
+    dropin("supervisor.service", s)
+    app, instances = s["app_name"], s["instance_names"]
+    program = files.template(
+        name=f"Ensure the supervisor programs {', '.join(instances)} (one per gunicorn instance).",
+        src="supervisor/conf.d/todo.conf.j2",
+        dest=f"/etc/supervisor/conf.d/{app}.conf",
+        user="root",
+        group="root",
+        mode="644",
+        **s,
+    )
+    systemd.service(name="Ensure supervisor is running and enabled.", service="supervisor", running=True, enabled=True)
+
+    def released():
+        return host.get_fact(Link, path=f"{s['srv']}/current") is not None
+
+    server.shell(
+        name="Roll the instances onto the changed program config, one at a time; drop removed instances.",
+        # Before the first release there is nothing to roll: the release adds the programs.
+        commands=[f"{s['release_tool']} restart", "supervisorctl update"],
+        _if=lambda: program.did_change() and released(),
+    )
+
+    up = ("RUNNING", "STARTING", "BACKOFF")
+
+    def stopped():
+        states = host.get_fact(SupervisorStates)
+        return released() and any(states.get(name) not in up for name in instances)
+
+    server.shell(
+        name="Start every instance that is not running (stopped or failed by hand); it opens to nginx once healthy.",
+        commands=[
+            "supervisorctl update",
+            f"for name in {' '.join(instances)}; do supervisorctl status $name | grep -qE '{'|'.join(up)}' "
+            "|| supervisorctl start $name; done",
+        ],
+        _if=stopped,
+    )
