@@ -1,4 +1,5 @@
-"""Helpers shared by the machine tests: a browser-like session, the database check, bounded polling."""
+"""Helpers shared by the machine tests: a browser-like session, the database check, bounded polling,
+and the chaos tests' probes of processes."""
 
 import re
 import time
@@ -6,6 +7,17 @@ import uuid
 
 import pytest
 import requests
+from requests.adapters import HTTPAdapter
+
+#: The app's name on the machine under test (the database and role too); tests/conftest.py
+#: sets it from the machine (deployed()).
+APP = "todo"
+#: Source address of the tests' load generator on the local network's host side: the only
+#: address the local inventory exempts from the POST rate limit (scripts/machine adds it;
+#: 192.168.56.1, where a browser on this box comes from, is limited like any client).
+LOAD_GENERATOR = "192.168.56.2"
+#: Texts of the todos add_todo() made in this session (deleted again at its end).
+ADDED = []
 
 #: What nginx adds to every response (nginx/snippets/todo/security-headers.conf).
 SECURITY_HEADERS = {
@@ -30,9 +42,21 @@ def missing_security_headers(response):
             if response.headers.get(name) != value}  # fmt: skip
 
 
-def new_session(address):
-    """A requests session for https://ADDRESS/ (the Host nginx answers to)."""
+class _FromLoadGenerator(HTTPAdapter):
+    """Connections from LOAD_GENERATOR (the rate-limit-exempt source address)."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (LOAD_GENERATOR, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def new_session(address, load_generator=True):
+    """A requests session for https://ADDRESS/ (the Host nginx answers to), from the load
+    generator's address unless ``load_generator`` is false (then from this box's own address)."""
     session = requests.Session()
+    if load_generator:
+        session.mount("https://", _FromLoadGenerator())
+        session.mount("http://", _FromLoadGenerator())
     session.base = f"https://{address}"
     # As a browser sends it (Referrer-Policy same-origin); Flask-WTF requires it on HTTPS POSTs.
     session.headers["Referer"] = f"{session.base}/"
@@ -56,14 +80,19 @@ def add_todo(session, text=None):
         timeout=10,
     )
     assert response.status_code == 303, response.text[:500]
+    ADDED.append(text)
     return text
+
+
+def forget_added(host, app):
+    """Delete the todos add_todo() made in this session, so a tester's run leaves no data behind."""
+    while ADDED:
+        host.check_output(f"runuser -u postgres -- psql -d {app} -qc \"DELETE FROM todo WHERE text='{ADDED.pop()}'\"")
 
 
 def stored(host, text):
     """How many todos hold ``text``, read from the database on the machine (not from a page)."""
-    return int(
-        host.check_output(f"runuser -u postgres -- psql -d todo -Atc \"SELECT count(*) FROM todo WHERE text='{text}'\"")
-    )
+    return int(query(host, f"SELECT count(*) FROM todo WHERE text='{text}'"))
 
 
 def wait_until(predicate, timeout, interval=0.2):
@@ -93,3 +122,26 @@ def wait_for_http(url, timeout=60.0, **kwargs):
         return response if response.status_code == 200 else None
 
     return wait_until(answered, timeout, interval=0.5)[0]
+
+
+# --- Processes on the machine (chaos and release tests) ------------------------------------------
+
+
+def main_pid(host, unit):
+    """The main PID of a systemd unit on the machine (0 when it is not running)."""
+    return int(host.check_output(f"systemctl show -P MainPID {unit}"))
+
+
+def instance_pids(host, instances):
+    """{instance: gunicorn master PID} for the instances supervisor reports RUNNING."""
+    pids = {}
+    for line in host.check_output(f"supervisorctl status {' '.join(instances)} || true").splitlines():
+        name, state, *rest = line.split()
+        if state == "RUNNING":
+            pids[name] = int(re.search(r"pid (\d+)", line).group(1))
+    return pids
+
+
+def query(host, sql):
+    """Run ``sql`` in the app's database as postgres; return its unaligned output."""
+    return host.check_output(f'runuser -u postgres -- psql -d {APP} -Atc "{sql}"')

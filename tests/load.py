@@ -15,7 +15,7 @@ import uuid
 
 import requests
 
-from tests.helpers import csrf_token, new_session
+from tests import helpers
 
 STYLESHEET = re.compile(r'href="(/static/[^"]+\.css)"')
 
@@ -82,9 +82,9 @@ class Load:
             return True
 
     def _client(self, n):
-        session = new_session(self.address)
+        session = helpers.new_session(self.address)
         try:
-            token = csrf_token(session)
+            token = helpers.csrf_token(session)
         except (requests.RequestException, AttributeError) as exc:
             self._record("first GET /", error=exc)
             return
@@ -122,12 +122,9 @@ class Load:
 
     def stored(self, host):
         """Texts of this load's todos that are in the database on the machine."""
-        out = host.check_output(
-            f"runuser -u postgres -- psql -d todo -Atc \"SELECT text FROM todo WHERE text LIKE '{self.tag}-%'\""
-        )
-        return set(out.split())
+        return set(helpers.query(host, f"SELECT text FROM todo WHERE text LIKE '{self.tag}-%'").split())
 
     def forget(self, host):
         """Delete this load's todos (the list page lists every todo; keep it small for the next load)."""
         sql = f"DELETE FROM todo WHERE text LIKE '{self.tag}-%'"
-        host.check_output(f'runuser -u postgres -- psql -d todo -qc "{sql}"')
+        host.check_output(f'runuser -u postgres -- psql -d {helpers.APP} -qc "{sql}"')

@@ -7,28 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.helpers import add_todo, missing_security_headers, new_session, stored, wait_until
+from tests.helpers import instance_pids, main_pid, missing_security_headers, query, wait_until
 from tests.load import Load
 
 pytestmark = pytest.mark.chaos
-
-APP = "todo"
-INSTANCES = [f"{APP}-0", f"{APP}-1"]
-
-
-def main_pid(host, unit):
-    """systemd's MainPID of ``unit`` (0 when it is not running)."""
-    return int(host.check_output(f"systemctl show -p MainPID --value {unit}"))
-
-
-def instance_pids(host):
-    """{instance: master PID} from supervisor, only for RUNNING instances."""
-    pids = {}
-    for line in host.check_output(f"supervisorctl status {' '.join(INSTANCES)}").splitlines():
-        name, state, *rest = line.split()
-        if state == "RUNNING":
-            pids[name] = int(rest[1].rstrip(","))
-    return pids
 
 
 def gunicorn_processes(host):
@@ -42,14 +24,6 @@ def http_ok(address, path="/healthz"):
     return requests.get(f"https://{address}{path}", timeout=2).status_code == 200
 
 
-@pytest.fixture
-def acknowledged(host, machine_address):
-    """A todo acknowledged with a 2xx before the fault; checked in the database after it."""
-    text = add_todo(new_session(machine_address))
-    yield text
-    assert stored(host, text) == 1, f"todo {text!r} lost"
-
-
 def test_nginx_master_killed_is_back_within_5s(host, machine_address, acknowledged, report):
     old = main_pid(host, "nginx")
     host.run(f"kill -9 {old}")
@@ -58,19 +32,19 @@ def test_nginx_master_killed_is_back_within_5s(host, machine_address, acknowledg
 
 
 def test_postmaster_killed_is_back_within_10s_and_app_recovers_without_restart(
-    host, machine_address, acknowledged, report
+    host, machine_address, instances, acknowledged, report
 ):
-    masters = instance_pids(host)
+    masters = instance_pids(host, instances)
     old = main_pid(host, "postgresql@15-main")
     host.run(f"kill -9 {old}")
     _, back = wait_until(lambda: main_pid(host, "postgresql@15-main") not in (0, old), timeout=10)
     _, took = wait_until(lambda: every_worker_ok(machine_address), timeout=20)
     report("postmaster kill -9", f"postmaster back in {back:.1f} s, 24 pages in a row 200 {took:.1f} s later")
-    assert instance_pids(host) == masters  # gunicorn was not restarted: the pool reconnected
+    assert instance_pids(host, instances) == masters  # gunicorn was not restarted: the pool reconnected
 
 
-def test_gunicorn_worker_killed_is_respawned_within_2s(host, report):
-    master = instance_pids(host)[INSTANCES[0]]
+def test_gunicorn_worker_killed_is_respawned_within_2s(host, instances, report):
+    master = instance_pids(host, instances)[instances[0]]
     workers = sorted(pid for pid, ppid in gunicorn_processes(host) if ppid == master)
     host.run(f"kill -9 {workers[0]}")
 
@@ -82,33 +56,37 @@ def test_gunicorn_worker_killed_is_respawned_within_2s(host, report):
     report("gunicorn worker kill -9", f"recovered in {took:.1f} s")
 
 
-def test_gunicorn_master_killed_is_restarted_within_5s_and_other_instance_serves(host, machine_address, report):
-    before = instance_pids(host)
-    victim = before[INSTANCES[0]]
+def test_gunicorn_master_killed_is_restarted_within_5s_and_other_instances_serve(
+    host, machine_address, app_name, instances, report
+):
+    before = instance_pids(host, instances)
+    victim = before[instances[0]]
     host.run(f"kill -9 {victim}")
-    # Meanwhile every GET is answered by the other instance.
+    # Meanwhile every GET is answered by the other instances.
     answers = [requests.get(f"https://{machine_address}/", timeout=5) for _ in range(20)]
     failed = [(r.status_code, r.text[-300:]) for r in answers if r.status_code != 200]
     assert not failed, failed
-    _, took = wait_until(lambda: instance_pids(host).get(INSTANCES[0]) not in (None, victim), timeout=5)
+    _, took = wait_until(lambda: instance_pids(host, instances).get(instances[0]) not in (None, victim), timeout=5)
     report("gunicorn master kill -9", f"recovered in {took:.1f} s")
-    assert host.socket(f"unix:///run/{APP}/{INSTANCES[0]}.sock").is_listening
+    assert host.socket(f"unix:///run/{app_name}/{instances[0]}.sock").is_listening
     # The old master's workers notice their parent is gone and exit: no orphans.
     wait_until(lambda: all(ppid != 1 for _, ppid in gunicorn_processes(host)), timeout=35)
 
 
-def test_supervisord_killed_is_back_with_one_master_per_instance(host, machine_address, acknowledged, report):
+def test_supervisord_killed_is_back_with_one_master_per_instance(
+    host, machine_address, instances, acknowledged, report
+):
     old = main_pid(host, "supervisor")
     host.run(f"kill -9 {old}")
 
     def healed():
         supervisord = main_pid(host, "supervisor")
-        pids = instance_pids(host)
+        pids = instance_pids(host, instances)
         procs = gunicorn_processes(host)
         masters = [pid for pid, ppid in procs if ppid == supervisord]
         return (
             supervisord not in (0, old)
-            and len(pids) == len(INSTANCES)
+            and len(pids) == len(instances)
             and sorted(masters) == sorted(pids.values())
             and all(ppid in masters or ppid == supervisord for _, ppid in procs)  # no orphans
             and http_ok(machine_address)
@@ -124,9 +102,9 @@ def every_worker_ok(address, requests_in_a_row=24):
     return all(http_ok(address, "/") for _ in range(requests_in_a_row))
 
 
-def supervisor_states(host):
+def supervisor_states(host, instances):
     """{instance: supervisor state}, e.g. RUNNING, BACKOFF, FATAL."""
-    out = host.run(f"supervisorctl status {' '.join(INSTANCES)}").stdout
+    out = host.run(f"supervisorctl status {' '.join(instances)}").stdout
     return {line.split()[0]: line.split()[1] for line in out.splitlines()}
 
 
@@ -136,8 +114,10 @@ def static_url(address):
     return f"https://{address}/static/{release}/style.css"
 
 
-def test_postgresql_stopped_30s_fails_fast_and_recovers_without_restart(host, machine_address, acknowledged, report):
-    masters, css = instance_pids(host), static_url(machine_address)
+def test_postgresql_stopped_30s_fails_fast_and_recovers_without_restart(
+    host, machine_address, instances, acknowledged, report
+):
+    masters, css = instance_pids(host, instances), static_url(machine_address)
     host.check_output("systemctl stop postgresql@15-main")
     try:
         slowest, deadline = 0.0, time.monotonic() + 30
@@ -151,21 +131,23 @@ def test_postgresql_stopped_30s_fails_fast_and_recovers_without_restart(host, ma
             assert requests.get(css, timeout=10).status_code == 200  # static files do not need the database
             time.sleep(1)
         assert slowest < 2, f"a database page took {slowest:.1f} s to fail"
-        assert set(supervisor_states(host).values()) == {"RUNNING"}, "gunicorn must not go FATAL"
+        assert set(supervisor_states(host, instances).values()) == {"RUNNING"}, "gunicorn must not go FATAL"
     finally:
         host.check_output("systemctl start postgresql@15-main")
     _, took = wait_until(lambda: every_worker_ok(machine_address), timeout=5)
     report("PostgreSQL stopped 30 s", f"503 in at most {slowest:.2f} s while down; 200 again {took:.1f} s after start")
-    assert instance_pids(host) == masters, "gunicorn was not restarted"
+    assert instance_pids(host, instances) == masters, "gunicorn was not restarted"
 
 
-def test_instances_started_before_postgresql_serve_once_it_is_up(host, machine_address, acknowledged, report):
+def test_instances_started_before_postgresql_serve_once_it_is_up(
+    host, machine_address, instances, acknowledged, report
+):
     """Like a boot where PostgreSQL comes up late: no operator action needed."""
     host.check_output("systemctl stop postgresql@15-main")
     try:
-        host.check_output(f"supervisorctl restart {' '.join(INSTANCES)}")
+        host.check_output(f"supervisorctl restart {' '.join(instances)}")
         time.sleep(5)
-        assert set(supervisor_states(host).values()) == {"RUNNING"}, "no FATAL while the database is missing"
+        assert set(supervisor_states(host, instances).values()) == {"RUNNING"}, "no FATAL while the database is missing"
         page = requests.get(f"https://{machine_address}/", timeout=10)
         # Every instance keeps its socket closed until healthy: nginx's own clear 503 page.
         assert page.status_code == 503 and "starting or restarting" in page.text
@@ -197,9 +179,9 @@ def test_broken_nginx_reload_is_refused_and_old_config_serves_under_load(host, m
     assert host.run("nginx -t -q").rc == 0
 
 
-def worker_pids(host):
+def worker_pids(host, instances):
     """PIDs of every gunicorn worker (children of a supervised master)."""
-    masters = set(instance_pids(host).values())
+    masters = set(instance_pids(host, instances).values())
     return {pid for pid, ppid in gunicorn_processes(host) if ppid in masters}
 
 
@@ -210,11 +192,13 @@ def timed_get(url):
     return page.status_code, page.text, time.monotonic() - started
 
 
-def test_postgresql_hung_fails_within_db_timeouts_not_worker_timeouts(host, machine_address, acknowledged, report):
+def test_postgresql_hung_fails_within_db_timeouts_not_worker_timeouts(
+    host, machine_address, instances, acknowledged, report
+):
     """SIGSTOP on every PostgreSQL process: statement_timeout cannot fire in a stopped server,
     so only the app's own deadlines (connect_timeout, the check and query deadlines) end
     the waits; gunicorn's 30 s worker timeout must never be what answers."""
-    workers, url = worker_pids(host), f"https://{machine_address}/"
+    workers, url = worker_pids(host, instances), f"https://{machine_address}/"
     postgres = host.check_output("pgrep -d ' ' -u postgres")
     host.check_output(f"kill -STOP {postgres}")
     try:
@@ -229,12 +213,7 @@ def test_postgresql_hung_fails_within_db_timeouts_not_worker_timeouts(host, mach
     assert slowest < 10, f"a request to the hung database took {slowest:.1f} s"
     _, took = wait_until(lambda: every_worker_ok(machine_address), timeout=10)
     report("PostgreSQL hung (SIGSTOP)", f"503 in ≤ {slowest:.1f} s while hung; 200 {took:.1f} s after SIGCONT")
-    assert worker_pids(host) == workers, "no worker was killed by gunicorn's timeout"
-
-
-def query(host, sql):
-    """The output of ``sql`` run by psql as postgres in the app's database (unaligned)."""
-    return host.check_output(f'runuser -u postgres -- psql -d {APP} -Atc "{sql}"')
+    assert worker_pids(host, instances) == workers, "no worker was killed by gunicorn's timeout"
 
 
 def worker_of_backend(host, backend):
@@ -249,13 +228,15 @@ def worker_of_backend(host, backend):
     return sockets[peer][1]
 
 
-def test_request_past_gunicorn_timeout_fails_cleanly_and_worker_is_replaced(host, machine_address, report):
+def test_request_past_gunicorn_timeout_fails_cleanly_and_worker_is_replaced(
+    host, machine_address, app_name, instances, report
+):
     """No code path of the app can run past the 30 s timeout (every database wait is bounded),
     so the test makes one: it freezes (SIGSTOP) the worker that is serving a request, found
     through the PostgreSQL backend its query waits in behind a table lock."""
-    url, workers = f"https://{machine_address}/", worker_pids(host)
+    url, workers = f"https://{machine_address}/", worker_pids(host, instances)
     host.check_output(
-        "systemd-run --collect --unit=todo-chaos-lock runuser -u postgres -- psql -d todo -c "
+        f"systemd-run --collect --unit={app_name}-chaos-lock runuser -u postgres -- psql -d {app_name} -c "
         "'BEGIN; LOCK TABLE todo IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT'"
     )
     wait_until(lambda: query(host, "SELECT 1 FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND granted"), 3)
@@ -272,21 +253,25 @@ def test_request_past_gunicorn_timeout_fails_cleanly_and_worker_is_replaced(host
     assert status == 503 and "took too long" in body, (status, body[-300:])
     assert 25 < seconds < 45, f"the stuck request ended after {seconds:.1f} s, not at gunicorn's 30 s timeout"
     assert [s for s, _, _ in others] == [200] * 20
-    assert victim not in worker_pids(host) and len(worker_pids(host)) == len(workers), "the worker was replaced"
-    log = host.check_output(f"grep -h 'WORKER TIMEOUT (pid:{victim})' /var/log/{APP}/{APP}-*.log")
+    assert victim not in worker_pids(host, instances) and len(worker_pids(host, instances)) == len(workers), (
+        "the worker was replaced"
+    )
+    log = host.check_output(f"grep -h 'WORKER TIMEOUT (pid:{victim})' /var/log/{app_name}/{app_name}-*.log")
     report("request past gunicorn's 30 s timeout", f"clean 503 after {seconds:.1f} s; 20 of 20 others 200; {log}")
 
 
-def test_full_log_filesystem_keeps_serving_and_logs_again_when_freed(host, machine_address, report):
-    """/var/log/todo on a small filesystem the test mounts (supervisor reopens its logs there on
+def test_full_log_filesystem_keeps_serving_and_logs_again_when_freed(
+    host, machine_address, app_name, instances, report
+):
+    """/var/log/<app> on a small filesystem the test mounts (supervisor reopens its logs there on
     SIGUSR2), filled to the last byte: gunicorn's log lines go through supervisor's pipe, so a
     failed write must cost a log line, never a request."""
-    logs, supervisord = f"/var/log/{APP}", main_pid(host, "supervisor")
+    logs, supervisord = f"/var/log/{app_name}", main_pid(host, "supervisor")
     mode = host.check_output(f"stat -c '%a' {logs}")
-    host.check_output(f"mount -t tmpfs -o size=256k,mode={mode},gid={APP} todo-chaos-logs {logs}")
+    host.check_output(f"mount -t tmpfs -o size=256k,mode={mode},gid={app_name} {app_name}-chaos-logs {logs}")
     try:
         host.check_output(f"kill -USR2 {supervisord}")  # supervisord reopens its logs: now on the small fs
-        wait_until(lambda: host.file(f"{logs}/{INSTANCES[0]}.log").exists, timeout=5)
+        wait_until(lambda: host.file(f"{logs}/{instances[0]}.log").exists, timeout=5)
         host.run(f"dd if=/dev/zero of={logs}/filler bs=4k")  # ends with "No space left on device"
         assert host.check_output(f"df --output=avail {logs} | tail -1").strip() == "0"
         with Load(machine_address, clients=10, max_requests=3000, max_seconds=30) as load:
@@ -294,13 +279,13 @@ def test_full_log_filesystem_keeps_serving_and_logs_again_when_freed(host, machi
         report("log filesystem full", load.summary())
         load.forget(host)
         assert load.failures == [] and load.acknowledged
-        assert set(supervisor_states(host).values()) == {"RUNNING"}
+        assert set(supervisor_states(host, instances).values()) == {"RUNNING"}
         assert main_pid(host, "supervisor") == supervisord
         host.check_output(f"rm {logs}/filler")
         probe = f"/healthz?probe={time.time_ns()}"
-        requests.get(f"https://{machine_address}{probe}", timeout=5)
-        requests.get(f"https://{machine_address}{probe}", timeout=5)  # round-robin: both instances
-        wait_until(lambda: host.run(f"grep -q '{probe}' {logs}/{APP}-*.log").rc == 0, timeout=5)
+        for _ in instances:  # round-robin: one request per instance
+            requests.get(f"https://{machine_address}{probe}", timeout=5)
+        wait_until(lambda: host.run(f"grep -q '{probe}' {logs}/{app_name}-*.log").rc == 0, timeout=5)
     finally:
         host.run(f"umount --lazy {logs}")
         host.run(f"kill -USR2 {supervisord}")  # back to the log files on disk

@@ -12,7 +12,6 @@ import pytest
 
 from tests.helpers import wait_until
 
-APP = "todo"
 #: gixy-ng, from the same virtualenv as pytest (requirements-dev.txt).
 GIXY = Path(sys.executable).parent / "gixy"
 
@@ -71,15 +70,15 @@ SYSCTL = {
 # --- TLS and nginx ------------------------------------------------------------------------------
 
 
-def test_tls_key_is_root_only(host):
-    key = host.file(f"/etc/ssl/{APP}/{APP}.key")
+def test_tls_key_is_root_only(host, app_name):
+    key = host.file(f"/etc/ssl/{app_name}/{app_name}.key")
     assert (key.user, key.group, key.mode) == ("root", "root", 0o600)
-    cert = host.file(f"/etc/ssl/{APP}/{APP}.crt")
+    cert = host.file(f"/etc/ssl/{app_name}/{app_name}.crt")
     assert (cert.user, cert.mode) == ("root", 0o644)
 
 
-def test_tls_certificate_names_the_site(host, machine_address):
-    names = host.check_output(f"openssl x509 -in /etc/ssl/{APP}/{APP}.crt -noout -ext subjectAltName")
+def test_tls_certificate_names_the_site(host, machine_address, app_name):
+    names = host.check_output(f"openssl x509 -in /etc/ssl/{app_name}/{app_name}.crt -noout -ext subjectAltName")
     assert f"IP Address:{machine_address}" in names
 
 
@@ -90,12 +89,12 @@ def test_gixy_finds_nothing_in_the_rendered_nginx_config(host):
     assert gixy.returncode == 0 and findings == [], gixy.stdout + gixy.stderr
 
 
-def _loopback_requests(host, method, count):
+def _loopback_requests(host, method, count, app_name="todo"):
     """Status codes of ``count`` requests made on the machine itself (a client that is not
     rate-limit-exempt), each on a new TLS connection to 127.0.0.1 with the site's Host."""
     script = (
         "import http.client, ssl\n"
-        "ctx = ssl.create_default_context(cafile='/etc/ssl/todo/todo.crt'); ctx.check_hostname = False\n"
+        f"ctx = ssl.create_default_context(cafile='/etc/ssl/{app_name}/{app_name}.crt'); ctx.check_hostname = False\n"
         f"for _ in range({count}):\n"
         "    c = http.client.HTTPSConnection('127.0.0.1', 443, context=ctx, timeout=5)\n"
         f"    c.request('{method}', '/todos' if '{method}' == 'POST' else '/', body='text=x',\n"
@@ -105,14 +104,14 @@ def _loopback_requests(host, method, count):
     return [int(code) for code in host.check_output(f'python3 -c "{script}"').split()]
 
 
-def test_post_rate_limit_answers_429_after_the_burst(host):
-    codes = _loopback_requests(host, "POST", 45)  # no CSRF token: the app answers 400, writes nothing
+def test_post_rate_limit_answers_429_after_the_burst(host, app_name):
+    codes = _loopback_requests(host, "POST", 45, app_name)  # no CSRF token: the app answers 400, writes nothing
     assert 429 not in codes[:20], codes  # the burst (post_burst 20) passes
     assert codes.count(429) >= 5, codes
 
 
-def test_browsing_is_not_rate_limited(host):
-    assert set(_loopback_requests(host, "GET", 60)) == {200}
+def test_browsing_is_not_rate_limited(host, app_name):
+    assert set(_loopback_requests(host, "GET", 60, app_name)) == {200}
 
 
 # --- SSH ------------------------------------------------------------------------------------------
@@ -201,12 +200,12 @@ def test_supervisor_control_socket_root_only_and_no_http_server(host):
     assert "[inet_http_server]" not in configs
 
 
-def test_secrets_never_in_process_arguments_or_logs(host):
-    secrets = [line.split("=", 1)[1] for line in host.file(f"/etc/{APP}/{APP}.env").content_string.splitlines()
-               if "=" in line and not line.startswith("#")]  # fmt: skip
+def test_secrets_never_in_process_arguments_or_logs(host, app_name):
+    env = host.file(f"/etc/{app_name}/{app_name}.env").content_string
+    secrets = [line.split("=", 1)[1] for line in env.splitlines() if "=" in line and not line.startswith("#")]
     arguments = host.check_output("ps -eo args=")
     assert secrets and not [s for s in secrets if s and s in arguments]
-    logs = f"/var/log/{APP} /var/log/nginx /var/log/supervisor /var/log/postgresql"
+    logs = f"/var/log/{app_name} /var/log/nginx /var/log/supervisor /var/log/postgresql"
     for secret in secrets:
         logged = host.run(f"grep -rlF -e '{secret}' {logs}")
         assert logged.rc == 1, logged.stdout  # 1: no line matched

@@ -5,9 +5,6 @@ import re
 
 import pytest
 
-APP = "todo"
-INSTANCES = [f"{APP}-0", f"{APP}-1"]
-
 
 @pytest.mark.parametrize("name", ["nginx", "supervisor", "postgresql-15", "python3-venv", "libpq5"])
 def test_package_installed(host, name):
@@ -33,40 +30,37 @@ def test_service_restarts_on_failure(host, unit, restart, kill_mode):
     assert props["RestartUSec"] in ("1s", "2s")
 
 
-def test_app_user_is_a_system_user_without_login(host):
-    user = host.user(APP)
+def test_app_user_is_a_system_user_without_login(host, app_name):
+    user = host.user(app_name)
     assert user.uid < 1000
     assert user.shell == "/usr/sbin/nologin"
-    assert user.home == f"/srv/{APP}"
+    assert user.home == f"/srv/{app_name}"
     assert "www-data" in user.groups
 
 
-def test_nginx_is_not_in_the_app_group(host):
-    assert APP not in host.user("www-data").groups
+def test_nginx_is_not_in_the_app_group(host, app_name):
+    assert app_name not in host.user("www-data").groups
 
 
-@pytest.mark.parametrize("instance", INSTANCES)
 def test_gunicorn_instance_running_under_supervisor(host, instance):
     assert host.supervisor(instance).is_running
 
 
-@pytest.mark.parametrize("instance", INSTANCES)
-def test_gunicorn_socket_owned_by_app_and_nginx_group(host, instance):
-    sock = host.file(f"/run/{APP}/{instance}.sock")
+def test_gunicorn_socket_owned_by_app_and_nginx_group(host, instance, app_name):
+    sock = host.file(f"/run/{app_name}/{instance}.sock")
     assert sock.is_socket
-    assert (sock.user, sock.group) == (APP, "www-data")
+    assert (sock.user, sock.group) == (app_name, "www-data")
     assert sock.mode == 0o660
 
 
-@pytest.mark.parametrize("instance", INSTANCES)
-def test_gunicorn_socket_is_listening(host, instance):
-    assert host.socket(f"unix:///run/{APP}/{instance}.sock").is_listening
+def test_gunicorn_socket_is_listening(host, instance, app_name):
+    assert host.socket(f"unix:///run/{app_name}/{instance}.sock").is_listening
 
 
-def test_run_dir_only_app_and_nginx_group(host):
-    run_dir = host.file(f"/run/{APP}")
+def test_run_dir_only_app_and_nginx_group(host, app_name):
+    run_dir = host.file(f"/run/{app_name}")
     assert run_dir.is_directory
-    assert (run_dir.user, run_dir.group, run_dir.mode) == (APP, "www-data", 0o750)
+    assert (run_dir.user, run_dir.group, run_dir.mode) == (app_name, "www-data", 0o750)
 
 
 def _gunicorn_masters(host):
@@ -75,17 +69,17 @@ def _gunicorn_masters(host):
     return [p for p in host.process.filter(ppid=supervisord.pid) if "gunicorn" in p.args]
 
 
-def test_one_gunicorn_master_per_instance_as_app_user(host):
+def test_one_gunicorn_master_per_instance_as_app_user(host, app_name, instances):
     masters = _gunicorn_masters(host)
-    assert len(masters) == len(INSTANCES)
-    assert {m.user for m in masters} == {APP}
+    assert len(masters) == len(instances)
+    assert {m.user for m in masters} == {app_name}
 
 
-def test_gunicorn_workers_run_as_app_user(host):
+def test_gunicorn_workers_run_as_app_user(host, app_name):
     for master in _gunicorn_masters(host):
         workers = host.process.filter(ppid=master.pid)
         assert len(workers) >= 2
-        assert {w.user for w in workers} == {APP}
+        assert {w.user for w in workers} == {app_name}
 
 
 def test_nginx_workers_run_as_www_data(host):
@@ -117,16 +111,16 @@ def test_nginx_config_is_valid(host):
     "path",
     [
         "/etc/nginx/nginx.conf",
-        "/etc/nginx/sites-available/todo.conf",
-        "/etc/nginx/snippets/todo/gzip.conf",
-        "/etc/nginx/snippets/todo/proxy.conf",
-        "/etc/nginx/snippets/todo/tls.conf",
-        "/etc/nginx/snippets/todo/security-headers.conf",
-        "/etc/supervisor/conf.d/todo.conf",
-        "/etc/systemd/system/supervisor.service.d/todo.conf",
-        "/etc/systemd/system/nginx.service.d/todo.conf",
-        "/etc/systemd/system/postgresql@.service.d/todo.conf",
-        "/etc/tmpfiles.d/todo.conf",
+        "/etc/nginx/sites-available/{app}.conf",
+        "/etc/nginx/snippets/{app}/gzip.conf",
+        "/etc/nginx/snippets/{app}/proxy.conf",
+        "/etc/nginx/snippets/{app}/tls.conf",
+        "/etc/nginx/snippets/{app}/security-headers.conf",
+        "/etc/supervisor/conf.d/{app}.conf",
+        "/etc/systemd/system/supervisor.service.d/{app}.conf",
+        "/etc/systemd/system/nginx.service.d/{app}.conf",
+        "/etc/systemd/system/postgresql@.service.d/{app}.conf",
+        "/etc/tmpfiles.d/{app}.conf",
         "/etc/postgresql/15/main/pg_hba.conf",
         "/etc/ssh/sshd_config.d/10-todo-hardening.conf",
         "/etc/sysctl.d/90-todo-hardening.conf",
@@ -135,98 +129,116 @@ def test_nginx_config_is_valid(host):
         "/etc/apt/apt.conf.d/90todo-lock-timeout",
     ],
 )
-def test_config_file_in_place_and_says_where_from(host, path):
-    config = host.file(path)
+def test_config_file_in_place_and_says_where_from(host, app_name, path):
+    config = host.file(path.format(app=app_name))
     assert config.exists and config.user in ("root", "postgres")
     assert config.contains("Managed by the deploy")
 
 
-def test_stock_default_site_disabled(host):
+def test_stock_default_site_disabled(host, app_name):
     assert not host.file("/etc/nginx/sites-enabled/default").exists
-    assert host.file("/etc/nginx/sites-enabled/todo.conf").linked_to == "/etc/nginx/sites-available/todo.conf"
+    site = host.file(f"/etc/nginx/sites-enabled/{app_name}.conf")
+    assert site.linked_to == f"/etc/nginx/sites-available/{app_name}.conf"
 
 
-def test_secrets_file_root_owned_readable_by_app_group_only(host):
-    env = host.file(f"/etc/{APP}/{APP}.env")
-    assert (env.user, env.group, env.mode) == ("root", APP, 0o640)
+def test_secrets_file_root_owned_readable_by_app_group_only(host, app_name):
+    env = host.file(f"/etc/{app_name}/{app_name}.env")
+    assert (env.user, env.group, env.mode) == ("root", app_name, 0o640)
     assert re.search(r"^TODO_SECRET_KEY=[0-9a-f]{64}$", env.content_string, re.M)
 
 
-def test_current_points_to_a_built_release(host):
-    current = host.file(f"/srv/{APP}/current")
+def test_current_points_to_a_built_release(host, app_name):
+    current = host.file(f"/srv/{app_name}/current")
     assert current.is_symlink
     release = current.linked_to  # resolved, absolute
-    assert release.startswith(f"/srv/{APP}/releases/")
+    assert release.startswith(f"/srv/{app_name}/releases/")
     assert host.file(f"{release}/.release.json").exists
     assert host.file(f"{release}/venv/bin/gunicorn").exists
 
 
-def test_release_code_not_writable_by_app_user(host):
-    assert host.run(f"runuser -u {APP} -- test -w /srv/{APP}/current/{APP}/__init__.py").rc != 0
+def test_release_code_not_writable_by_app_user(host, app_name):
+    assert host.run(f"runuser -u {app_name} -- test -w /srv/{app_name}/current/todo/__init__.py").rc != 0
 
 
-def test_gunicorn_version_free_of_request_smuggling_cves(host):
-    version = host.check_output(f"/srv/{APP}/current/venv/bin/gunicorn --version").split()[-1].strip("()")
+def test_gunicorn_version_free_of_request_smuggling_cves(host, app_name):
+    version = host.check_output(f"/srv/{app_name}/current/venv/bin/gunicorn --version").split()[-1].strip("()")
     assert tuple(int(x) for x in version.split(".")[:2]) >= (23, 0)
 
 
-def test_static_files_precompressed(host):
-    assert host.file(f"/srv/{APP}/current/{APP}/static/style.css.gz").exists
+def test_static_files_precompressed(host, app_name):
+    assert host.file(f"/srv/{app_name}/current/{app_name}/static/style.css.gz").exists
 
 
-def test_database_role_is_not_privileged(host):
+def test_database_role_is_not_privileged(host, app_name):
     out = host.check_output(
         "runuser -u postgres -- psql -Atc "
-        "\"SELECT rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname='todo'\""
+        f"\"SELECT rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname='{app_name}'\""
     )
     assert out == "f|f|f"
 
 
-def test_database_owned_by_app_role_with_migrations_applied(host):
-    owner = host.check_output(
-        "runuser -u postgres -- psql -Atc \"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname='todo'\""
+def test_database_owned_by_app_role_with_migrations_applied(host, app_name):
+    sql = f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname='{app_name}'"
+    assert host.check_output(f'runuser -u postgres -- psql -Atc "{sql}"') == app_name
+    applied = host.check_output(
+        f"runuser -u postgres -- psql -d {app_name} -Atc 'SELECT migration_id FROM _yoyo_migration'"
     )
-    assert owner == APP
-    applied = host.check_output("runuser -u postgres -- psql -d todo -Atc 'SELECT migration_id FROM _yoyo_migration'")
     assert "0001.create-todo" in applied.split()
 
 
-def test_app_role_needs_its_password(host):
+def test_app_role_needs_its_password(host, app_name):
     # No peer/trust for the app role: without the password the connection is refused.
-    result = host.run(
-        f"runuser -u {APP} -- env -u PGPASSWORD psql -w -h /var/run/postgresql -U {APP} -d {APP} -c 'SELECT 1'"
-    )
+    psql = f"psql -w -h /var/run/postgresql -U {app_name} -d {app_name} -c 'SELECT 1'"
+    result = host.run(f"runuser -u {app_name} -- env -u PGPASSWORD {psql}")
     assert result.rc != 0 and "password" in result.stderr
 
 
-@pytest.mark.parametrize("instance", INSTANCES)
-def test_instance_health_check_on_socket(host, instance):
-    cmd = f"cd /srv/{APP}/current && venv/bin/python -m {APP}.healthcheck /run/{APP}/{instance}.sock --timeout 5"
-    assert host.run(cmd).rc == 0
+def test_instance_health_check_on_socket(host, instance, app_name):
+    check = f"venv/bin/python -m todo.healthcheck /run/{app_name}/{instance}.sock --timeout 5"
+    assert host.run(f"cd /srv/{app_name}/current && {check}").rc == 0
 
 
-def test_release_tool_installed_root_only(host):
-    tool = host.file(f"/usr/local/sbin/{APP}-release")
+def test_release_tool_refuses_other_users_before_touching_anything(host, app_name, instances):
+    """As the app user it stops at once with a clear message (it used to close a socket first)."""
+    tool = host.file(f"/usr/local/sbin/{app_name}-release")
     assert (tool.user, tool.group, tool.mode) == ("root", "root", 0o755)
-    assert host.run(f"runuser -u {APP} -- /usr/local/sbin/{APP}-release restart").rc != 0  # not as the app user
+    modes = [host.file(f"/run/{app_name}/{name}.sock").mode for name in instances]
+    refused = host.run(f"runuser -u {app_name} -- /usr/local/sbin/{app_name}-release restart")
+    assert refused.rc == 2 and "run as root" in refused.stderr, refused.stderr
+    assert [host.file(f"/run/{app_name}/{name}.sock").mode for name in instances] == modes == [0o660] * len(instances)
 
 
-def test_release_settings_match_the_deploy(host):
-    settings = json.loads(host.file(f"/etc/{APP}/release.json").content_string)
-    assert settings["keep_releases"] == 5 and settings["instances"] == len(INSTANCES)
+def test_instances_setting_reaches_supervisor_and_nginx(host, app_name, instances):
+    """The one ``instances`` setting: the release tool's list, supervisor's programs and nginx's upstream agree."""
+    programs = host.check_output(f"grep -o '^\\[program:[^]]*\\]' /etc/supervisor/conf.d/{app_name}.conf").split()
+    assert programs == [f"[program:{name}]" for name in instances]
+    upstream = host.check_output(f"grep -o 'server unix:[^ ]*' /etc/nginx/sites-available/{app_name}.conf").split("\n")
+    assert upstream == [f"server unix:/run/{app_name}/{name}.sock" for name in instances]
+    assert json.loads(host.file(f"/etc/{app_name}/release.json").content_string)["keep_releases"] == 5
 
 
-def test_push_repository_is_shared_with_the_deploy_group(host):
-    repo = host.file(f"/srv/{APP}/deploy.git")
-    assert repo.group == f"{APP}-deploy" and repo.mode & 0o2070 == 0o2070
-    hook = host.file(f"/srv/{APP}/deploy.git/hooks/pre-receive")
+def test_push_repository_is_shared_with_the_deploy_group(host, app_name):
+    repo = host.file(f"/srv/{app_name}/deploy.git")
+    assert (repo.user, repo.group, repo.mode) == ("root", f"{app_name}-deploy", 0o2775)
+    hook = host.file(f"/srv/{app_name}/deploy.git/hooks/pre-receive")
     assert hook.user == "root" and hook.mode == 0o755
-    assert f"{APP}-deploy" in host.user("vagrant").groups
+    assert f"{app_name}-deploy" in host.user("vagrant").groups
 
 
-def test_deploy_group_may_run_only_the_release_tool(host):
-    sudoers = host.file(f"/etc/sudoers.d/{APP}-deploy")
+def test_deploy_group_may_run_only_deploy_rollback_and_list(host, app_name):
+    sudoers = host.file(f"/etc/sudoers.d/{app_name}-deploy")
     assert (sudoers.user, sudoers.mode) == ("root", 0o440)
-    assert host.run(f"visudo -cqf /etc/sudoers.d/{APP}-deploy").rc == 0
-    rules = [line for line in sudoers.content_string.splitlines() if line and not line.startswith("#")]
-    assert rules == [f"%{APP}-deploy ALL=(root) NOPASSWD: /usr/local/sbin/{APP}-release"]
+    assert host.run(f"visudo -cqf /etc/sudoers.d/{app_name}-deploy").rc == 0
+    tool = f"/usr/local/sbin/{app_name}-release"
+    alias = sudoers.content_string.split("Cmnd_Alias", 1)[1].split("%", 1)[0]
+    commands = {c.strip(" \\\n") for c in alias.split("=", 1)[1].split(",")}
+    assert commands == {f"{tool} deploy --commit *", f"{tool} rollback", f"{tool} rollback *", f"{tool} list"}
+    rules = [line for line in sudoers.content_string.splitlines() if line.startswith("%")]
+    assert rules == [f"%{app_name}-deploy ALL=(root) NOPASSWD: {app_name.upper()}_RELEASE"]
+
+
+def test_releases_are_built_by_the_build_user_and_not_writable_by_the_app(host, app_name):
+    release = host.file(f"/srv/{app_name}/current").linked_to
+    assert host.file(release).user == f"{app_name}-build"
+    assert host.run(f"runuser -u {app_name} -- test -w {release}/todo/__init__.py").rc != 0
+    assert host.user(f"{app_name}-build").shell == "/usr/sbin/nologin"

@@ -13,7 +13,6 @@ import pytest
 from tests.conftest import REPO
 
 SSH_CONFIG = f"{os.environ.get('TODO_MACHINE_DIR', '/var/lib/todo-machine')}/ssh-config"
-PUSH_URL = "ssh://default/srv/todo/deploy.git"
 GIT_ENV = {
     **os.environ,
     "GIT_AUTHOR_NAME": "release test",
@@ -29,11 +28,16 @@ def _route_is_local(machine_address):
     """Refuse to touch the machine unless its address is on a local link."""
 
 
+def push_url(app):
+    """The machine's push repository of app ``app`` (/srv/<app>/deploy.git)."""
+    return f"ssh://default/srv/{app}/deploy.git"
+
+
 class Clone:
     """A throwaway clone of this repo to make commits in."""
 
-    def __init__(self, path):
-        self.path = path
+    def __init__(self, path, push_url):
+        self.path, self.push_url = path, push_url
         self.git("clone", "--quiet", str(REPO), str(path), cwd=REPO)
         self.base = self.git("rev-parse", "HEAD").strip()
 
@@ -59,7 +63,7 @@ class Clone:
         --force: the test commits sit on this repo's HEAD, not on what the machine serves.
         """
         return subprocess.run(
-            ["git", "push", "--force", PUSH_URL, f"{commit}:{ref}"],
+            ["git", "push", "--force", self.push_url, f"{commit}:{ref}"],
             cwd=self.path,
             env=GIT_ENV,
             capture_output=True,
@@ -69,9 +73,9 @@ class Clone:
 
 
 @pytest.fixture(scope="module")
-def clone(tmp_path_factory):
+def clone(tmp_path_factory, app_name):
     """A clone to commit changes in; afterwards this repo's HEAD is released again."""
-    yield Clone(tmp_path_factory.mktemp("release") / "repo")
+    yield Clone(tmp_path_factory.mktemp("release") / "repo", push_url(app_name))
     subprocess.run([str(REPO / "scripts/release"), "HEAD"], cwd=REPO, check=True, capture_output=True)
 
 

@@ -14,29 +14,29 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests import helpers
+from tests.helpers import query
 from tests.load import Load
 from tests.release.conftest import release
 
 pytestmark = pytest.mark.destructive
 
-APP = "todo"
-INSTANCES = [f"{APP}-0", f"{APP}-1"]
 PROBE = f"<!-- release probe {uuid.uuid4().hex} -->"
 
 
 def current(host):
     """The current release id on the machine."""
-    return host.file(f"/srv/{APP}/current").linked_to.rsplit("/", 1)[1]
+    return host.file(f"/srv/{helpers.APP}/current").linked_to.rsplit("/", 1)[1]
 
 
 def kept(host):
     """Release ids under /srv/<app>/releases, oldest first."""
-    return sorted(host.check_output(f"ls /srv/{APP}/releases").split())
+    return sorted(host.check_output(f"ls /srv/{helpers.APP}/releases").split())
 
 
-def masters(host):
+def masters(host, instances):
     """{instance: gunicorn master PID}."""
-    return dict(zip(INSTANCES, host.check_output(f"supervisorctl pid {' '.join(INSTANCES)}").split(), strict=True))
+    return dict(zip(instances, host.check_output(f"supervisorctl pid {' '.join(instances)}").split(), strict=True))
 
 
 VERSION = (
@@ -46,13 +46,13 @@ VERSION = (
 )
 
 
-def serving(host):
+def serving(host, instances):
     """{instance: release id its /version names}, asked on each instance's socket."""
     return {
-        instance: json.loads(host.check_output(f"python3 -c {shlex.quote(VERSION)} /run/{APP}/{instance}.sock"))[
-            "release"
-        ]
-        for instance in INSTANCES
+        instance: json.loads(
+            host.check_output(f"python3 -c {shlex.quote(VERSION)} /run/{helpers.APP}/{instance}.sock")
+        )["release"]
+        for instance in instances
     }
 
 
@@ -72,9 +72,9 @@ def add_probe(tree):
     base.write_text(base.read_text().replace("</body>", f"{PROBE}\n</body>"))
 
 
-def test_release_of_a_changed_app_under_load(clone, host, machine_address, report):
+def test_release_of_a_changed_app_under_load(clone, host, machine_address, instances, report):
     commit = clone.commit("app: release probe", add_probe)
-    before, pids = current(host), masters(host)
+    before, pids = current(host), masters(host, instances)
     with Load(machine_address) as load:
         result = release(clone, commit)
     report("release under load", f"{load.summary()}; {result.stderr.strip().splitlines()[-1]}")
@@ -82,8 +82,8 @@ def test_release_of_a_changed_app_under_load(clone, host, machine_address, repor
     assert_clean(load, host)
     after = current(host)
     assert after != before and after.endswith(commit[:7])
-    assert serving(host) == dict.fromkeys(INSTANCES, after)
-    assert all(masters(host)[i] != pids[i] for i in INSTANCES)
+    assert serving(host, instances) == dict.fromkeys(instances, after)
+    assert all(masters(host, instances)[i] != pids[i] for i in instances)
     assert PROBE in requests.get(f"https://{machine_address}/", timeout=10).text
     assert {before, after} <= set(load.releases), "pages of both releases were seen while it rolled"
 
@@ -94,8 +94,8 @@ def test_old_release_static_files_still_served(host, machine_address):
     assert response.status_code == 200
 
 
-def test_rollback_under_load(clone, host, machine_address, report):
-    before, pids = current(host), masters(host)
+def test_rollback_under_load(clone, host, machine_address, instances, report):
+    before, pids = current(host), masters(host, instances)
     previous = [r for r in kept(host) if r < before][-1]
     with Load(machine_address) as load:
         result = release(clone, "--rollback")
@@ -103,8 +103,8 @@ def test_rollback_under_load(clone, host, machine_address, report):
     assert result.returncode == 0, result.stdout + result.stderr
     assert_clean(load, host)
     assert current(host) == previous
-    assert serving(host) == dict.fromkeys(INSTANCES, previous)
-    assert all(masters(host)[i] != pids[i] for i in INSTANCES)
+    assert serving(host, instances) == dict.fromkeys(instances, previous)
+    assert all(masters(host, instances)[i] != pids[i] for i in instances)
     assert PROBE not in requests.get(f"https://{machine_address}/", timeout=10).text
     assert before in kept(host), "a rollback keeps the newer release"
 
@@ -155,9 +155,11 @@ def _instance_will_not_start(tree):
     ],
     ids=["broken-import", "failing-migration", "failing-health-check", "instance-will-not-start"],
 )
-def test_failed_release_keeps_the_old_one_serving(clone, host, machine_address, report, change, step, restarts):
+def test_failed_release_keeps_the_old_one_serving(
+    clone, host, machine_address, instances, report, change, step, restarts
+):
     commit = clone.commit(f"app: {change.__name__}", change)
-    before, releases, pids = current(host), kept(host), masters(host)
+    before, releases, pids = current(host), kept(host), masters(host, instances)
     with Load(machine_address) as load:
         result = release(clone, commit)
     report(f"failed release ({step}) under load", load.summary())
@@ -168,20 +170,20 @@ def test_failed_release_keeps_the_old_one_serving(clone, host, machine_address, 
     assert_clean(load, host)
     assert current(host) == before and kept(host) == releases, "the failed release is gone, the old one current"
     assert set(load.releases) == {before}, "no client got a page from the failed release"
-    assert serving(host) == dict.fromkeys(INSTANCES, before)
-    after = masters(host)
-    assert after[INSTANCES[1]] == pids[INSTANCES[1]], "the release stopped at the first instance"
-    assert (after[INSTANCES[0]] != pids[INSTANCES[0]]) == restarts
+    assert serving(host, instances) == dict.fromkeys(instances, before)
+    after = masters(host, instances)
+    assert all(after[i] == pids[i] for i in instances[1:]), "the release stopped at the first instance"
+    assert (after[instances[0]] != pids[instances[0]]) == restarts
     if step == "migrate":
-        tables = host.check_output("runuser -u postgres -- psql -d todo -Atc '\\dt'")
+        tables = query(host, "\\dt")
         assert "release_probe" not in tables, "the failed migration was rolled back"
 
 
-def test_negative_control_restarting_all_instances_at_once_fails_requests(host, machine_address, report):
+def test_negative_control_restarting_all_instances_at_once_fails_requests(host, machine_address, instances, report):
     """The load harness sees downtime: supervisorctl restart of every instance loses requests."""
     with Load(machine_address, max_seconds=40) as load:
         time.sleep(1)
-        host.check_output(f"supervisorctl restart {' '.join(INSTANCES)}")
+        host.check_output(f"supervisorctl restart {' '.join(instances)}")
         time.sleep(1)
     report("supervisorctl restart of all instances under load", load.summary())
     load.forget(host)
@@ -189,23 +191,23 @@ def test_negative_control_restarting_all_instances_at_once_fails_requests(host, 
     assert any(code in (502, 503) for code, _ in load.failures)
 
 
-def test_git_push_releases_the_pushed_commit(clone, host):
+def test_git_push_releases_the_pushed_commit(clone, host, app_name):
     commit = clone.commit("app: pushed", add_probe)
     result = clone.push(commit)
     assert result.returncode == 0, result.stderr
     assert "remote: " in result.stderr and "done: release" in result.stderr
     assert current(host).endswith(commit[:7])
-    assert host.check_output(f"git --git-dir=/srv/{APP}/deploy.git rev-parse main") == commit
+    assert host.check_output(f"git --git-dir=/srv/{app_name}/deploy.git rev-parse main") == commit
 
 
-def test_git_push_of_a_broken_commit_is_rejected(clone, host):
+def test_git_push_of_a_broken_commit_is_rejected(clone, host, app_name):
     before = current(host)
-    branch = host.check_output(f"git --git-dir=/srv/{APP}/deploy.git rev-parse main")
+    branch = host.check_output(f"git --git-dir=/srv/{app_name}/deploy.git rev-parse main")
     result = clone.push(clone.commit("app: broken import", _broken_import))
     assert result.returncode != 0
     assert "pre-receive hook declined" in result.stderr and "failed at step 'check'" in result.stderr
     assert current(host) == before
-    assert host.check_output(f"git --git-dir=/srv/{APP}/deploy.git rev-parse main") == branch
+    assert host.check_output(f"git --git-dir=/srv/{app_name}/deploy.git rev-parse main") == branch
 
 
 def test_git_push_to_another_branch_is_refused(clone):
