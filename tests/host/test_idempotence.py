@@ -38,12 +38,8 @@ def service_pids(host):
 @pytest.mark.destructive
 def test_second_provision_changes_nothing_and_restarts_nothing(host):
     before = service_pids(host)
-    output = provision()
-    # pyinfra's results table: "Grand total  <ops>  <success>  <error>  <no change>"
-    total = re.search(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\d+)", output)
-    assert total, output[-2000:]
-    ops, changed, errors, unchanged = total.groups()
-    assert (changed, errors) == ("-", "-") and ops == unchanged, total.group(0)
+    _, changed = grand_total(provision())
+    assert changed == 0
     assert service_pids(host) == before
 
 
@@ -63,7 +59,9 @@ def test_dry_run_shows_drift_and_changes_nothing(host):
     host.run("echo '# drift' >> /etc/nginx/nginx.conf")
     try:
         output = dry_run()
-        assert dry_run_changes(output) == ["Ensure /etc/nginx/nginx.conf."]
+        assert dry_run_changes(output) == [
+            "nginx | Ensure nginx's configuration: nginx.conf, the snippets and the site (nginx -t)."
+        ]
         assert "- # drift" in output  # the diff
         assert host.file("/etc/nginx/nginx.conf").content_string.endswith("# drift\n")  # not applied
     finally:
@@ -79,3 +77,71 @@ def test_provision_reloads_a_flushed_firewall(host):
         assert "policy drop;" in host.check_output("nft list chain inet filter input")
     finally:
         host.run("nft list chain inet filter input >/dev/null 2>&1 || systemctl reload nftables")
+
+
+def grand_total(output):
+    """(operations, changed) from pyinfra's results table ("Grand total  ops  success  error  no change")."""
+    total = re.search(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\d+)", output)
+    assert total, output[-2000:]
+    ops, changed, errors, _ = total.groups()
+    assert errors == "-", total.group(0)
+    return int(ops), 0 if changed == "-" else int(changed)
+
+
+#: (what drifts, the command that drifts it, a shell check that passes once it is repaired).
+DRIFT = [
+    ("secrets file mode", "chmod 0644 /etc/{app}/{app}.env", "[ $(stat -c %a /etc/{app}/{app}.env) = 640 ]"),
+    ("config dir owner", "chown root:root /etc/{app}", "[ $(stat -c %U:%G /etc/{app}) = root:{app} ]"),
+    ("release dir mode", "chmod 0777 /srv/{app}/releases", "[ $(stat -c %a /srv/{app}/releases) = 755 ]"),
+    ("socket dir mode", "chmod 0755 /run/{app}", "[ $(stat -c %a /run/{app}) = 750 ]"),
+    ("TLS key mode", "chmod 0644 /etc/ssl/{app}/{app}.key", "[ $(stat -c %a /etc/ssl/{app}/{app}.key) = 600 ]"),
+    ("sudoers mode", "chmod 0640 /etc/sudoers.d/{app}-deploy", "[ $(stat -c %a /etc/sudoers.d/{app}-deploy) = 440 ]"),
+    # Writing ip_forward resets every conf.*.accept_redirects to 1: the file is unchanged.
+    ("live sysctl values", "sysctl -qw net.ipv4.ip_forward=1",
+     "[ $(sysctl -n net.ipv4.ip_forward) = 0 ] && [ $(sysctl -n net.ipv4.conf.all.accept_redirects) = 0 ]"),
+    ("loaded firewall rules", "nft flush ruleset", "nft list chain inet filter input | grep -q 'policy drop'"),
+    ("enabled unit", "systemctl disable --quiet nginx", "systemctl is-enabled --quiet nginx"),
+    ("stopped instance", "supervisorctl stop {app}-0", "supervisorctl status {app}-0 | grep -qE 'RUNNING|STARTING'"),
+]  # fmt: skip
+
+
+@pytest.mark.destructive
+def test_provision_repairs_drifted_state_then_changes_nothing(host, app_name):
+    """Drift every kind of state the stack owns by hand; one provision repairs all of it, the next changes nothing."""
+    for _, drift, _ in DRIFT:
+        host.check_output(drift.format(app=app_name))
+    try:
+        provision()
+        broken = [what for what, _, repaired in DRIFT if host.run(repaired.format(app=app_name)).rc != 0]
+        assert broken == [], f"not repaired by provisioning: {broken}"
+        _, changed = grand_total(provision())
+        assert changed == 0
+    finally:
+        host.run("nft list chain inet filter input >/dev/null 2>&1 || systemctl reload nftables")
+        host.run(f"systemctl enable --quiet nginx; supervisorctl start {app_name}-0")
+
+
+@pytest.mark.destructive
+def test_a_refused_config_file_fails_every_run_and_leaves_the_old_one(host, tmp_path):
+    """A firewall template nft refuses: provisioning fails, and fails again on the next run (the
+    file in place still differs from the repo), while the old rules stay on disk and loaded."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for entry in REPO.iterdir():
+        if entry.name not in (".venv", ".git"):
+            subprocess.run(["cp", "-a", str(entry), str(repo)], check=True)
+    (repo / ".venv").symlink_to(REPO / ".venv")
+    template = repo / "hardening/nftables.conf.j2"
+    template.write_text(template.read_text().replace("policy drop;", "policy drop;\n        this is not nftables"))
+    on_disk = host.file("/etc/nftables.conf").sha256sum
+    loaded = host.check_output("nft list chain inet filter input")
+    for attempt in (1, 2):
+        run = subprocess.run(
+            [str(repo / "scripts/provision"), TARGET],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=repo,
+        )  # fmt: skip
+        assert run.returncode != 0, f"provision {attempt} passed with a broken firewall template"
+        assert "refused by the check" in run.stdout, run.stdout[-2000:]
+        assert host.file("/etc/nftables.conf").sha256sum == on_disk
+        assert not host.file("/etc/nftables.conf.todo-new").exists
+        assert host.check_output("nft list chain inet filter input") == loaded
