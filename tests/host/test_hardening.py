@@ -23,7 +23,7 @@ SSH_AUDIT_ACCEPTED = {
     ("kex", "curve25519-sha256@libssh.org", "warn", "does not provide protection against post-quantum attacks"),
 }
 
-# sshd -T (effective values, lower-case keys) -> expected; hardening/sshd.conf.
+# sshd -T (effective values, lower-case keys) -> expected; hardening/sshd_config.d/10-todo-hardening.conf.
 SSHD = {
     "permitrootlogin": "no",
     "passwordauthentication": "no",
@@ -50,7 +50,7 @@ SSHD = {
     "loglevel": "VERBOSE",
 }
 
-# hardening/sysctl.conf: the network keys of dev-sec's linux-baseline.
+# hardening/sysctl.d/90-todo-hardening.conf: the network keys of dev-sec's linux-baseline.
 SYSCTL = {
     "net.ipv4.ip_forward": 0,
     "net.ipv6.conf.all.forwarding": 0,
