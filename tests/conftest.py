@@ -16,6 +16,9 @@ REPO = Path(__file__).resolve().parent.parent
 ADDRESS = os.environ.get("TODO_TEST_ADDRESS", "192.168.56.10")
 #: Markers of tests that change the machine's state (and restore it).
 CHANGES_STATE = ("destructive", "chaos", "reboot")
+#: Suites (folders under tests/) that talk to the machine, and those a tester runs against a live server.
+MACHINE_SUITES = ("host", "e2e", "chaos", "release", "browser")
+TESTER_SUITES = ("host", "e2e", "browser")
 
 
 def _route_is_local():
@@ -63,6 +66,28 @@ def pytest_generate_tests(metafunc):
     """Parametrize ``instance`` over the instances the machine runs (one result per instance)."""
     if "instance" in metafunc.fixturenames:
         metafunc.parametrize("instance", deployed(metafunc.config)["instances"])
+
+
+def _suite(item):
+    """The folder under tests/ that holds ``item`` (its suite)."""
+    return Path(item.path).relative_to(REPO / "tests").parts[0]
+
+
+def pytest_runtest_setup(item):
+    """Before anything of a machine suite runs (fixtures included), prove the route is local, once."""
+    if _suite(item) in MACHINE_SUITES and not hasattr(item.config, "_todo_route_checked"):
+        _route_is_local()
+        item.config._todo_route_checked = True
+
+
+@pytest.fixture(autouse=True)
+def _machine_suite(request):
+    """Machine suites get the machine's certificate trusted; the tester's suites must leave it as found."""
+    suite = _suite(request.node)
+    if suite in MACHINE_SUITES:
+        request.getfixturevalue("machine_address")
+    if suite in TESTER_SUITES:
+        request.getfixturevalue("leaves_host_as_found")
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """The app's system users and the directories it owns, with their owners and modes."""
 
 from pyinfra.api import deploy
-from pyinfra.operations import files, server
+from pyinfra.operations import files, server, systemd
 
 from deploy.operations import config_files
 
@@ -44,6 +44,12 @@ def users_and_directories(s):
     ]:
         files.directory(name=f"Ensure {path} ({owner}:{group} {mode}).", path=path, user=owner, group=group, mode=mode)
 
+    config_files(
+        name=f"Ensure the release history {s['log']}/releases.log is rotated (logrotate).",
+        files=[("logrotate.d/todo.j2", f"/etc/logrotate.d/{app}", "644", s)],
+        check="logrotate --debug {} >/dev/null 2>&1",
+    )
+    systemd.service(name="Ensure logrotate runs every day.", service="logrotate.timer", running=True, enabled=True)
     config_files(
         name=f"Ensure {s['run']} is recreated at boot (tmpfiles.d).",
         files=[("systemd/tmpfiles.d/todo.conf.j2", f"/etc/tmpfiles.d/{app}.conf", "644", s)],

@@ -29,16 +29,6 @@ FLAGS = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _route_is_local(machine_address):
-    """Refuse to point a browser at the machine unless its address is on a local link."""
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _leaves_host_as_found(leaves_host_as_found):
-    """Without destructive tests in the session, the host ends as it began (tests/conftest.py)."""
-
-
 def spki_sha256(pem):
     """Base64 SHA-256 of the first certificate's SubjectPublicKeyInfo in ``pem``, as Chromium pins it."""
     key = x509.load_pem_x509_certificate(pem).public_key()

@@ -5,11 +5,6 @@ import pytest
 from tests.helpers import add_todo, new_session, stored
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _route_is_local(machine_address):
-    """Refuse to touch the machine unless its address is on a local link."""
-
-
 @pytest.fixture
 def acknowledged(host, machine_address):
     """A todo acknowledged with a 2xx before the fault; checked in the database after it."""

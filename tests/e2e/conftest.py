@@ -7,16 +7,6 @@ import pytest
 from tests.helpers import new_session
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _route_is_local(machine_address):
-    """Refuse to send HTTP to the machine unless its address is on a local link."""
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _leaves_host_as_found(leaves_host_as_found):
-    """Without destructive tests in the session, the host ends as it began (tests/conftest.py)."""
-
-
 @pytest.fixture
 def web(machine_address):
     """A browser-like session against the machine's site."""

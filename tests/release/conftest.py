@@ -23,11 +23,6 @@ GIT_ENV = {
 }
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _route_is_local(machine_address):
-    """Refuse to touch the machine unless its address is on a local link."""
-
-
 def push_url(app):
     """The machine's push repository of app ``app`` (/srv/<app>/deploy.git)."""
     return f"ssh://default/srv/{app}/deploy.git"

@@ -28,6 +28,6 @@ def test_a_failed_first_release_leaves_no_program_running(clone, host, app_name,
         assert host.run("pgrep -f '[b]in/gunicorn'").rc == 1, "a gunicorn process is left"
     finally:
         host.run(f"rm -f {srv}/current && mv {srv}/current.probe-saved {srv}/current")
-        host.run(f"supervisorctl update; supervisorctl start {names}")
+        host.run(f"supervisorctl update; supervisorctl restart {names}")  # also one a broken tool left behind
         for name in instances:
             wait_until(lambda: host.file(f"/run/{app_name}/{name}.sock").mode == 0o660, timeout=60)  # noqa: B023
