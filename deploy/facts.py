@@ -57,3 +57,35 @@ class SupervisorStates(FactBase):
 
     def process(self, output):
         return dict(line.split()[:2] for line in output if len(line.split()) >= 2)
+
+
+class Certificate(FactBase):
+    """A PEM certificate's subjectAltName entries (``IP:…``/``DNS:…``) and validity in seconds:
+    {"names": [...], "lifetime": s, "remaining": s}; None when the file is missing or unreadable."""
+
+    def command(self, path):
+        return (
+            f"[ -r {path} ] || exit 0; "
+            f"openssl x509 -in {path} -noout -ext subjectAltName -startdate -enddate 2>/dev/null; echo now=$(date +%s)"
+        )
+
+    def process(self, output):
+        import calendar
+        import re
+        import time
+
+        text = "\n".join(output)
+        if "notAfter=" not in text:
+            return None
+
+        def stamp(key):
+            value = re.search(rf"{key}=(.+)", text).group(1).strip()
+            return calendar.timegm(time.strptime(value, "%b %d %H:%M:%S %Y %Z"))  # openssl prints GMT
+
+        names = re.findall(r"(IP Address|DNS):([^,\s]+)", text)
+        now = int(re.search(r"now=(\d+)", text).group(1))
+        return {
+            "names": [f"{'IP' if kind == 'IP Address' else 'DNS'}:{value}" for kind, value in names],
+            "lifetime": stamp("notAfter") - stamp("notBefore"),
+            "remaining": stamp("notAfter") - now,
+        }

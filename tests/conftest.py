@@ -121,6 +121,13 @@ def _trust_certificate(config, path):
 
 
 @pytest.fixture
+def retrust(request, machine_address):
+    """For a test that makes the machine's certificate anew: trust the new one from then on."""
+    yield
+    _trust_certificate(request.config, Path(os.environ["REQUESTS_CA_BUNDLE"]))
+
+
+@pytest.fixture
 def report(capsys):
     """Print a measurement next to the test's result (recovery times, request counts)."""
 

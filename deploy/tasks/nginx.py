@@ -6,11 +6,15 @@ from pyinfra.api import deploy
 from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 
+from deploy.facts import Certificate
 from deploy.operations import config_files
 from deploy.settings import subject_alt_names
 from deploy.tasks.postgresql import dropin
 
 SNIPPETS = ("gzip.conf", "proxy.conf", "tls.conf", "security-headers.conf")
+#: Lifetime of the self-signed certificate, days: within the 398 days browsers accept (CA/B
+#: Forum baseline requirements) and Mozilla's guideline (366); made again RENEW_DAYS before expiry.
+SELF_SIGNED_DAYS, RENEW_DAYS, DAY = 365, 30, 86400
 
 
 def certificate(s):
@@ -24,15 +28,29 @@ def certificate(s):
                 ("key (root 0600)", s["tls_certificate_key"], s["tls_key"], "600"),
             ]
         ]
-    names = s["server_names"]
+    names, sans = s["server_names"], subject_alt_names(s["server_names"])
+
+    def stale():
+        """No certificate or key, other names, a lifetime over 365 days, or under 30 days left."""
+        cert = host.get_fact(Certificate, path=s["tls_cert"])
+        return (
+            host.get_fact(File, path=s["tls_key"]) is None
+            or cert is None
+            or sorted(cert["names"]) != sorted(sans.split(","))
+            or cert["lifetime"] > SELF_SIGNED_DAYS * DAY
+            or cert["remaining"] < RENEW_DAYS * DAY
+        )
+
     generated = server.shell(
-        name="Generate a self-signed TLS certificate (ECDSA P-256, 825 days) for the server names, once.",
+        name=f"Generate a self-signed TLS certificate (ECDSA P-256, {SELF_SIGNED_DAYS} days) for the server names "
+        f"(again when they change or {RENEW_DAYS} days before it expires).",
         commands=[
-            f"umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 825 "
-            f"-subj '/CN={names[0]}' -addext 'subjectAltName={subject_alt_names(names)}' "
-            f"-keyout {s['tls_key']} -out {s['tls_cert']} 2>/dev/null && chmod 644 {s['tls_cert']}"
+            f"umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+            f"-days {SELF_SIGNED_DAYS} -subj '/CN={names[0]}' -addext 'subjectAltName={sans}' "
+            f"-keyout {s['tls_key']}.new -out {s['tls_cert']}.new 2>/dev/null && chmod 644 {s['tls_cert']}.new "
+            f"&& mv -f {s['tls_key']}.new {s['tls_key']} && mv -f {s['tls_cert']}.new {s['tls_cert']}"
         ],
-        _if=lambda: host.get_fact(File, path=s["tls_key"]) is None,
+        _if=stale,
     )
     for path, mode in ((s["tls_cert"], "644"), (s["tls_key"], "600")):
         files.file(name=f"Ensure {path} is root {mode}.", path=path, user="root", group="root", mode=mode)
