@@ -60,6 +60,7 @@ def config_files(files, check, user="root", group="root"):
             _log_diff(dest, content.getvalue())
             content.seek(0)
             new = dest + NEW
+            yield StringCommand("mkdir", "-p", QuoteString(os.path.dirname(dest)))  # a new host's snippet dir
             yield FileUploadCommand(content, new, remote_temp_filename=host.get_temp_filename(new))
             yield chown(new, user, group)
             yield chmod(new, mode)
