@@ -42,7 +42,9 @@ os.environ["PGPASSWORD"] = os.environ.pop("TODO_DATABASE_PASSWORD", "")
 os.environ.setdefault(
     "TODO_DATABASE_URL",
     # connect_timeout (s) and statement_timeout make a dead or hung database fail fast.
-    f"postgresql://{APP}@/{APP}?host=/var/run/postgresql&connect_timeout=3&options=-c%20statement_timeout%3D5s",
+    # The login role: <app>, or <app>_b after a password rotation (scripts/secrets; it acts as <app>).
+    f"postgresql://{os.environ.get('TODO_DATABASE_USER', APP)}@/{APP}"
+    "?host=/var/run/postgresql&connect_timeout=3&options=-c%20statement_timeout%3D5s",
 )
 os.environ["TODO_RELEASE"] = RELEASE_DIR.name
 os.environ["TODO_INSTANCE"] = INSTANCE

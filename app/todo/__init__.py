@@ -2,18 +2,50 @@
 
 import os
 
-from flask import Flask
-from flask_wtf.csrf import CSRFProtect
+from flask import Flask, current_app, g, request
+from flask_wtf.csrf import CSRFProtect, ValidationError, same_origin, validate_csrf
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-csrf = CSRFProtect()
+
+class CSRFProtectAcrossKeyRotation(CSRFProtect):
+    """Flask-WTF's CSRF check that also accepts a token signed with a previous secret key.
+
+    After a secret-key rotation Flask reads existing session cookies with SECRET_KEY_FALLBACKS;
+    Flask-WTF 1.3 signs and checks tokens with SECRET_KEY only, so a form loaded before the
+    rotation would be refused. The Referer check is Flask-WTF's own (WTF_CSRF_SSL_STRICT).
+    """
+
+    def protect(self, apply_exemptions=False):
+        """Validate the CSRF token with the current key, then with each fallback key."""
+        if apply_exemptions and (not request.endpoint or self._is_exempt()):
+            return
+        if request.method not in current_app.config["WTF_CSRF_METHODS"]:
+            return
+        token, keys = self._get_csrf_token(), [None, *current_app.config["SECRET_KEY_FALLBACKS"]]
+        for n, key in enumerate(keys):
+            try:
+                validate_csrf(token, secret_key=key)
+                break
+            except ValidationError as error:
+                if n == len(keys) - 1 or error.args[0] != "The CSRF token is invalid.":
+                    self._error_response(error.args[0])  # raises CSRFError (400)
+        if request.is_secure and current_app.config["WTF_CSRF_SSL_STRICT"]:
+            if not request.referrer:
+                self._error_response("The referrer header is missing.")
+            if not same_origin(request.referrer, f"https://{request.host}/"):
+                self._error_response("The referrer does not match the host.")
+        g.csrf_valid = True
+
+
+csrf = CSRFProtectAcrossKeyRotation()
 
 
 def create_app(test_config=None):
     """Create and configure the app.
 
     Settings come from ``TODO_*`` environment variables (``TODO_SECRET_KEY``,
-    ``TODO_DATABASE_URL``, ``TODO_RELEASE``, ``TODO_INSTANCE``), or from
+    ``TODO_SECRET_KEY_FALLBACKS`` (comma-separated previous keys, still accepted for sessions and
+    forms after a rotation), ``TODO_DATABASE_URL``, ``TODO_RELEASE``, ``TODO_INSTANCE``), or from
     ``test_config`` in tests. Raises RuntimeError without a SECRET_KEY or a
     DATABASE_URL, so a misconfigured instance never starts with a weak key.
     """
@@ -53,8 +85,13 @@ def create_app(test_config=None):
     app.config.from_prefixed_env("TODO", loads=str)
     if test_config is not None:
         app.config.from_mapping(test_config)
-    # From the environment a string (TODO_MAX_CONTENT_LENGTH, the deploy's max_body_bytes).
+    # From the environment strings (TODO_MAX_CONTENT_LENGTH, the deploy's max_body_bytes;
+    # TODO_SECRET_KEY_FALLBACKS, the key before the last rotation).
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_CONTENT_LENGTH"])
+    fallbacks = app.config.get("SECRET_KEY_FALLBACKS") or []
+    if isinstance(fallbacks, str):
+        fallbacks = [key for key in fallbacks.split(",") if key]
+    app.config["SECRET_KEY_FALLBACKS"] = list(fallbacks)
     for key in ("SECRET_KEY", "DATABASE_URL"):
         if not app.config.get(key):
             raise RuntimeError(f"{key} is not set: export TODO_{key} (gunicorn.conf.py sets it on the server)")

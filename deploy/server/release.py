@@ -27,6 +27,16 @@ Commands:
         Roll every instance onto the current release and its supervisor program
         config, one at a time (what provision runs when the program config changes).
   list  The kept releases, newest first, the current one marked with "*".
+  rotate secret-key|database-password
+        Replace a secret in /etc/<app>/<app>.env with no failed request (scripts/secrets).
+        secret-key: two rolls of the instances, first with the new key accepted beside the
+        old one, then signing with the new key and accepting the old one as a fallback
+        (Flask's SECRET_KEY_FALLBACKS; sessions and forms from before keep working until the
+        next rotation), so instances on either side of a roll accept each other's cookies.
+        database-password: the app logs in as one of two login roles, <app> and <app>_b (the
+        latter acts as <app>: SET role): the idle one gets a new password, the instances
+        roll onto it, then the other one loses its password. No instance ever holds a
+        password the server rejects.
 
 Rolling one instance: close its socket to nginx (mode 0600: nginx's connect() fails
 and it tries the next instance, before sending anything), wait until the socket's
@@ -45,9 +55,11 @@ stderr, the previous release keeps serving); 2 bad usage or another release runn
 
 import argparse
 import fcntl
+import grp
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -227,7 +239,8 @@ class Stack:
         self.clock.say("migrate: yoyo apply (expand only: the serving release must keep working)")
         run(
             ["sh", "-c", f". {self.env_file} && PGPASSWORD=$TODO_DATABASE_PASSWORD exec venv/bin/yoyo apply --batch "
-             f"--no-config-file --database 'postgresql+psycopg://{self.app}@/{self.app}?host=/var/run/postgresql' "
+             f"--no-config-file --database \"postgresql+psycopg://${{TODO_DATABASE_USER:-{self.app}}}@/{self.app}"
+             "?host=/var/run/postgresql\" "
              "migrations"],
             "migrate",
             user=self.app,
@@ -337,6 +350,40 @@ class Stack:
             self.supervisorctl("remove", instance, step="stop")
         self.clock.say(f"no release serves: stopped and removed {', '.join(self.instances)} from supervisor")
 
+    # --- Secrets --------------------------------------------------------------------------------
+
+    def read_env(self):
+        """The secrets file as {KEY: value}."""
+        pairs = (line.split("=", 1) for line in self.env_file.read_text().splitlines() if "=" in line)
+        return {key.strip(): value.strip() for key, value in pairs}
+
+    def write_env(self, env):
+        """Replace the secrets file atomically: root:<app> 0640, written beside it, then renamed."""
+        new = self.env_file.with_name(self.env_file.name + ".new")
+        fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o640)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            os.fchown(out.fileno(), 0, grp.getgrnam(self.app).gr_gid)
+            os.fchmod(out.fileno(), 0o640)
+            out.write("".join(f"{key}={value}\n" for key, value in env.items()))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(new, self.env_file)
+
+    def psql(self, sql, step):
+        """Run SQL as postgres in the app's database; passwords go through stdin, never argv."""
+        run(["runuser", "-u", "postgres", "--", "psql", "-q", "-v", "ON_ERROR_STOP=1", "-d", self.app], step,
+            input=sql, quiet=True)  # fmt: skip
+
+    def roll_all(self, why):
+        """Roll every instance onto the current release (each reads the secrets file as it starts)."""
+        release = self.current()
+        if release is None:
+            raise StepFailed("rotate", "no current release: deploy one first")
+        self.clock.say(f"rotate: rolling the instances ({why})")
+        for instance in self.instances:
+            self.roll_instance(instance, release)
+        return release
+
     def prune(self):
         """Keep the newest ``keep_releases`` releases, always counting the current one; delete the rest."""
         releases, current = self.kept(), self.current()
@@ -431,6 +478,33 @@ def restart(stack, opts):
     return current
 
 
+def rotate(stack, opts):
+    env = stack.read_env()
+    if opts.secret == "secret-key":
+        old, new = env["TODO_SECRET_KEY"], secrets.token_hex(32)
+        env["TODO_SECRET_KEY_FALLBACKS"] = new
+        stack.write_env(env)
+        stack.roll_all("1/2: the new key accepted beside the old one")
+        env["TODO_SECRET_KEY"], env["TODO_SECRET_KEY_FALLBACKS"] = new, old
+        stack.write_env(env)
+        return stack.roll_all("2/2: signing with the new key, the old one still accepted")
+    current = env.get("TODO_DATABASE_USER", stack.app)
+    idle = stack.app if current != stack.app else f"{stack.app}_b"
+    password = secrets.token_hex(24)
+    stack.clock.say(f"rotate: a new password for {idle} (the instances log in as {current})")
+    stack.psql(f"ALTER ROLE {idle} WITH LOGIN PASSWORD '{password}';", "rotate")
+    env["TODO_DATABASE_USER"], env["TODO_DATABASE_PASSWORD"] = idle, password
+    stack.write_env(env)
+    release = stack.roll_all(f"they log in as {idle} from now on")
+    stack.clock.say(f"rotate: {current} loses its password")
+    stack.psql(
+        f"ALTER ROLE {current} WITH PASSWORD NULL; SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        f"WHERE usename = '{current}' AND datname = '{stack.app}';",
+        "rotate",
+    )
+    return release
+
+
 def list_releases(stack):
     current = stack.current()
     print(f"  {'RELEASE':<31} {'COMMIT':<12} {'BUILT (UTC)':<26} REF")
@@ -458,6 +532,8 @@ def main(argv=None):
     r.add_argument("release", nargs="?")
     commands.add_parser("restart", help="roll every instance onto the current release")
     commands.add_parser("list", help="kept releases, the current one marked *")
+    rot = commands.add_parser("rotate", help="replace a secret with no failed request")
+    rot.add_argument("secret", choices=["secret-key", "database-password"])
     opts = parser.parse_args(argv)
     if opts.command == "deploy" and not re.fullmatch(r"[0-9a-f]{40}", opts.commit):
         parser.error(f"--commit {opts.commit!r}: expected 40 hex digits")
@@ -477,7 +553,7 @@ def main(argv=None):
     except BlockingIOError:
         print(f"{NAME}-release: another release is running (lock /run/lock/{stack.app}-release.lock)", file=sys.stderr)
         return 2
-    action = {"deploy": deploy, "rollback": rollback, "restart": restart}[opts.command]
+    action = {"deploy": deploy, "rollback": rollback, "restart": restart, "rotate": rotate}[opts.command]
     before = stack.current()
     try:
         release = action(stack, opts)

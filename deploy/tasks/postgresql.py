@@ -53,11 +53,28 @@ def postgresql(s, secrets):
         encoding="UTF8",
         _sudo_user="postgres",
     )
+    # The second login role a password rotation switches to (scripts/secrets): it acts as the app's
+    # role (SET role), so what it creates belongs to that role; no password until a rotation gives it one.
+    second = postgres.role(
+        name=f"Ensure the {app}_b login role exists (member of {app}, acts as {app}).",
+        role=f"{app}_b",
+        login=True,
+        _sudo_user="postgres",
+    )
     server.shell(
-        name=f"Set the {app} role's password from {s['env_file']}.",
+        name=f"Ensure {app}_b is a member of {app} and acts as it.",
+        commands=[
+            f"runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -d {app} "
+            f"-c 'GRANT {app} TO {app}_b' -c \"ALTER ROLE {app}_b SET role = '{app}'\""
+        ],
+        _if=second.did_change,
+    )
+    server.shell(
+        name=f"Set the password of the login role in {s['env_file']} ({app}, or {app}_b after a rotation).",
         # printf is a shell builtin: the password never appears in a process's arguments.
         commands=[
-            f'. {s["env_file"]} && printf "ALTER ROLE {app} WITH LOGIN PASSWORD \'%s\';\\n" "$TODO_DATABASE_PASSWORD" '
+            f". {s['env_file']} && printf \"ALTER ROLE %s WITH LOGIN PASSWORD '%s';\\n\" "
+            f'"${{TODO_DATABASE_USER:-{app}}}" "$TODO_DATABASE_PASSWORD" '
             "| runuser -u postgres -- psql -q -v ON_ERROR_STOP=1"
         ],
         _if=any_changed(secrets, role),

@@ -169,12 +169,22 @@ def test_static_files_precompressed(host, app_name):
     assert host.file(f"/srv/{app_name}/current/{app_name}/static/style.css.gz").exists
 
 
-def test_database_role_is_not_privileged(host, app_name):
+@pytest.mark.parametrize("suffix", ["", "_b"], ids=["app-role", "second-login-role"])
+def test_database_role_is_not_privileged(host, app_name, suffix):
     out = host.check_output(
         "runuser -u postgres -- psql -Atc "
-        f"\"SELECT rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname='{app_name}'\""
+        f"\"SELECT rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname='{app_name}{suffix}'\""
     )
     assert out == "f|f|f"
+
+
+def test_second_login_role_acts_as_the_app_role(host, app_name):
+    """<app>_b (a password rotation's other login role) is a member of <app> and sets its role to it."""
+    sql = (
+        f"SELECT pg_has_role('{app_name}_b', '{app_name}', 'MEMBER'), "
+        f"(SELECT setconfig FROM pg_db_role_setting WHERE setrole = '{app_name}_b'::regrole)"
+    )
+    assert host.check_output(f'runuser -u postgres -- psql -Atc "{sql}"') == f"t|{{role={app_name}}}"
 
 
 def test_database_owned_by_app_role_with_migrations_applied(host, app_name):
