@@ -10,6 +10,7 @@ sys.path for ``deploy.*``.
 """
 
 from deploy.settings import stack
+from deploy.tasks.admin import first_contact
 from deploy.tasks.hardening import hardening
 from deploy.tasks.nginx import nginx
 from deploy.tasks.packages import packages
@@ -28,3 +29,4 @@ postgresql(s, generated)
 releases(s)
 nginx(s)
 supervisor(s)
+first_contact(s)

@@ -38,6 +38,10 @@ DEFAULTS = {
     "firewall_tcp_ports": [22, 80, 443],
     # Debian 12 ships PostgreSQL 15.
     "postgresql_version": 15,
+    # Provisioning as root (a fresh VPS): the sudo user it makes and proves before closing root's SSH login.
+    "admin_user": "admin",
+    # Public keys (lines of authorized_keys) for admin_user; None: root's authorized_keys on the server.
+    "admin_authorized_keys": None,
 }
 
 #: Settings the release tool reads on the server (/etc/<app>/release.json).
@@ -119,6 +123,9 @@ def stack():
             ipaddress.ip_network(address)
         except ValueError as exc:
             raise SettingError(f"inventory: rate_limit_exempt: {exc}") from None
+    admin = s["admin_user"]
+    if not isinstance(admin, str) or not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", admin) or admin in ("root", app):
+        raise SettingError(f"inventory: admin_user must be a new user name (not root or {app}), not {admin!r}")
     if bool(s["tls_certificate"]) != bool(s["tls_certificate_key"]):
         raise SettingError("inventory: set tls_certificate and tls_certificate_key together, or neither (self-signed)")
     s["server_names"] = server_names()

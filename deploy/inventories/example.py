@@ -1,27 +1,62 @@
-"""Inventory: an example production server; copy it, put your host's address and settings in.
+"""Inventory: an example production server, every setting with its default; copy it, edit it.
 
-scripts/provision deploy/inventories/prod.py    (then: scripts/release --target deploy/inventories/prod.py)
+    cp deploy/inventories/example.py deploy/inventories/mysite.py    # then edit the copy
+    scripts/provision deploy/inventories/mysite.py
+    scripts/release --target deploy/inventories/mysite.py
 
-Every key below is a setting of deploy/settings.py (defaults there, one line each) or one of
-pyinfra's connection keys (ssh_user, ssh_port, ssh_key, _sudo). The login user needs your SSH
-key and passwordless sudo; provisioning makes it a member of the deploy group (git push).
-203.0.113.5 is a documentation address (RFC 5737): provisioning it fails until you change it.
+Keys are pyinfra's connection settings (ssh_user, ssh_port, ssh_key, _sudo) and the stack's
+settings of deploy/settings.py, whose defaults are the values below: delete a line to keep
+the default. The login user needs your SSH key and passwordless sudo; provisioning makes it
+a member of the deploy group (git push). 203.0.113.5 is a documentation address (RFC 5737):
+provisioning it fails until you put your server's address in. tests/docs checks that every
+setting of deploy/settings.py is listed here.
 """
 
 hosts = [
     (
         "203.0.113.5",
         {
+            # --- How to reach the server (pyinfra) ---
             "ssh_user": "admin",
+            "ssh_port": 22,
             "_sudo": True,
-            # The names nginx answers to; other Host headers get no answer (444).
-            "server_names": ["203.0.113.5"],
-            # gunicorn instances behind nginx, and workers in each (None: from the host's cores).
+            # --- The stack (deploy/settings.py) ---
+            # The one name: system user, /srv/<app>, /etc/<app>, database and role. 1-16 of a-z0-9.
+            "app_name": "todo",
+            # gunicorn instances behind nginx (each a master with its workers).
             "instances": 2,
+            # Workers per instance; None: (2 x cores + 1) split over the instances, at least 2.
             "workers_per_instance": None,
-            # Your certificate and key (PEM, on this workstation); None: self-signed on the server.
+            # Names nginx answers to; None: the address above. Other Host headers get no answer.
+            "server_names": None,
+            # Largest request body, bytes (nginx and Flask agree).
+            "max_body_bytes": 16384,
+            # Seconds to wait for an instance's health check after (re)starting it.
+            "health_timeout": 30,
+            # Seconds to wait for an instance's queued requests before it stops.
+            "drain_timeout": 30,
+            # Releases kept on the server, the current one among them.
+            "keep_releases": 5,
+            # The branch of the server's push repository whose pushes are released.
+            "deploy_branch": "main",
+            # Your certificate (PEM, with its chain) and key, paths on this workstation;
+            # None: a self-signed certificate made on the server (365 days, renewed by provisioning).
             "tls_certificate": None,
             "tls_certificate_key": None,
+            # POSTs per second per client address, and the burst above it before 429s; GETs are never limited.
+            "post_rate_per_second": 5,
+            "post_burst": 20,
+            # Client addresses or CIDRs exempt from the POST rate limit (e.g. a load generator).
+            "rate_limit_exempt": [],
+            # Inbound TCP ports the firewall lets through.
+            "firewall_tcp_ports": [22, 80, 443],
+            # PostgreSQL major version (Debian 12 ships 15).
+            "postgresql_version": 15,
+            # Provisioning as root (a fresh server): the sudo user it makes, proves over SSH, then
+            # uses instead of root, whose SSH login it closes (docs/first-server.md).
+            "admin_user": "admin",
+            # Public keys (authorized_keys lines) for admin_user; None: root's authorized_keys.
+            "admin_authorized_keys": None,
         },
     )
 ]

@@ -4,7 +4,7 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, server, systemd
 
-from deploy.facts import FirewallLoaded, SysctlDrift
+from deploy.facts import FirewallLoaded, LoginUser, SysctlDrift
 from deploy.operations import config_files
 
 SSHD_DROPIN = "/etc/ssh/sshd_config.d/10-todo-hardening.conf"
@@ -17,12 +17,11 @@ SSHD_CHECK = (
 )
 
 
-@deploy("Hardening")
-def hardening(s):
-    """Ensure SSH, sysctl, firewall and update controls, each checked before it takes effect."""
+def sshd_dropin(s, name):
+    """Ensure the SSH hardening drop-in (checked with sshd -t) and reload sshd if it changed."""
     sshd = config_files(
-        name="Ensure the SSH hardening drop-in (keys only, no root, no forwarding, strong algorithms; sshd -t).",
-        files=[("hardening/sshd_config.d/10-todo-hardening.conf", SSHD_DROPIN, "600", None)],
+        name=name,
+        files=[("hardening/sshd_config.d/10-todo-hardening.conf.j2", SSHD_DROPIN, "600", s)],
         check=SSHD_CHECK,
     )
     systemd.service(
@@ -30,6 +29,19 @@ def hardening(s):
         service="ssh",
         reloaded=True,
         _if=sshd.did_change,
+    )
+
+
+@deploy("Hardening")
+def hardening(s):
+    """Ensure SSH, sysctl, firewall and update controls, each checked before it takes effect."""
+    # Logged in as root (first contact): root keeps its key login until deploy/tasks/admin.py has
+    # proven the admin user's; any other login user means that happened already.
+    first_contact = host.get_fact(LoginUser) == "root"
+    sshd_dropin(
+        {**s, "permit_root_login": "prohibit-password" if first_contact else "no"},
+        "Ensure the SSH hardening drop-in (keys only, no forwarding, strong algorithms; sshd -t)."
+        + (" Root keeps its key login until the admin user is proven." if first_contact else " No root login."),
     )
     files.file(
         name="Ensure sshd_config is root-only (dev-sec sshd-02).",

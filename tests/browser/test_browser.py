@@ -3,8 +3,8 @@
 import json
 import uuid
 
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.helpers import SECURITY_HEADERS
@@ -22,11 +22,16 @@ def _rows(browser, text):
 
 
 def _submit(browser, button):
-    """Click a form's button; wait for the page it leads to (POST, 303 See Other, GET /)."""
+    """Click a form's button; wait for the page it leads to (POST, 303 See Other, GET /): a page
+    without the marker set on this one, fully loaded. Chromium may answer mid-navigation with
+    an error of its own (not a stale element), so any WebDriver error means "not yet"."""
+    browser.execute_script("window.todoTestPageBefore = true")
     button.click()
-    wait = WebDriverWait(browser, 10)
-    wait.until(staleness_of(button))
-    wait.until(lambda driver: driver.execute_script("return document.readyState") == "complete")
+    WebDriverWait(browser, 10, ignored_exceptions=(WebDriverException,)).until(
+        lambda driver: driver.execute_script(
+            "return window.todoTestPageBefore === undefined && document.readyState === 'complete'"
+        )
+    )
 
 
 def test_browser_follows_https_redirect_and_gets_hsts(browser, machine_address, site):

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 PAGES = ["README.md", *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md"))]
 #: A backticked word naming a repo path starts with one of these folders, or is one of these files.
 REPO_FOLDERS = ("app/", "deploy/", "docs/", "hardening/", "nginx/", "postgresql/", "scripts/", "supervisor/")
-REPO_FOLDERS += ("systemd/", "tests/", ".ci/")
+REPO_FOLDERS += ("systemd/", "tests/", ".ci/", "logrotate.d/")
 REPO_FILES = re.compile(r"(Vagrantfile|README\.md|pyproject\.toml|requirements-[^/\s]*\.txt)")
 #: Help texts that mention scripts: commands run from the repo root, and scripts whose header comment is their help.
 HELP_COMMANDS = [f"scripts/{name} --help" for name in ("provision", "release", "rollback", "machine")]
@@ -294,3 +294,13 @@ def test_code_block_command_runs(request, page, line, tokens):
     command = [str(REPO / tokens[0]), *tokens[1:]]
     run = subprocess.run(command, cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
     assert run.returncode == 0, f"{page}: `{line}` exited {run.returncode}\n{(run.stdout + run.stderr)[-3000:]}"
+
+
+def test_example_inventory_lists_every_setting_at_its_default():
+    """deploy/inventories/example.py shows every setting of deploy/settings.py, with its default."""
+    import runpy
+
+    from deploy.settings import DEFAULTS
+
+    (_, data), *_ = runpy.run_path(str(REPO / "deploy/inventories/example.py"))["hosts"]
+    assert {key: data.get(key, "missing") for key in DEFAULTS} == DEFAULTS
