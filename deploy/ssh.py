@@ -7,6 +7,9 @@ from pathlib import Path
 from deploy.settings import DEFAULTS
 
 REPO = Path(__file__).resolve().parent.parent
+#: The pyinfra host data keys that say how to reach a host.
+SSH_KEYS = ("ssh_config_file", "ssh_key", "ssh_user", "ssh_port", "ssh_known_hosts_file")
+SSH_KEYS += ("ssh_strict_host_key_checking",)
 
 
 def login_user(data):

@@ -11,7 +11,7 @@ from pyinfra.operations import files, python, server
 
 from deploy.facts import LoginUser
 from deploy.operations import config_files
-from deploy.ssh import ssh_command
+from deploy.ssh import SSH_KEYS, ssh_command
 from deploy.tasks.hardening import sshd_dropin
 
 
@@ -78,7 +78,7 @@ def first_contact(s):
         name=f"Prove that {admin}@{destination} can log in and use sudo (a second SSH connection).",
         function=prove_admin_login,
         user=admin,
-        data=host.data,
+        data={key: host.data.get(key) for key in SSH_KEYS},
         destination=destination,
     )
     sshd_dropin({**s, "permit_root_login": "no"}, "Close root's SSH login: the admin user is proven.")

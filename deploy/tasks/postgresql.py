@@ -44,6 +44,7 @@ def postgresql(s, secrets):
         name=f"Ensure the {app} role exists (no superuser, no createdb, no createrole).",
         role=app,
         login=True,
+        _sudo=True,  # also when logged in as root (first contact), which has no sudo of its own
         _sudo_user="postgres",
     )
     postgres.database(
@@ -51,6 +52,7 @@ def postgresql(s, secrets):
         database=app,
         owner=app,
         encoding="UTF8",
+        _sudo=True,  # also when logged in as root (first contact), which has no sudo of its own
         _sudo_user="postgres",
     )
     # The second login role a password rotation switches to (scripts/secrets): it acts as the app's
@@ -59,6 +61,7 @@ def postgresql(s, secrets):
         name=f"Ensure the {app}_b login role exists (member of {app}, acts as {app}).",
         role=f"{app}_b",
         login=True,
+        _sudo=True,  # also when logged in as root (first contact), which has no sudo of its own
         _sudo_user="postgres",
     )
     server.shell(
