@@ -10,7 +10,9 @@ from pyinfra.api.util import get_file_sha1, get_template
 from pyinfra.facts.files import File, FileContents, Sha1File
 from pyinfra.operations.util.files import chmod, chown, generate_color_diff
 
-#: Suffix of the copy written beside a config file and checked before it is renamed over it.
+#: Where new copies are checked and previous ones kept (root 0700, on /etc's filesystem).
+STAGE = "/etc/.todo-stage"
+#: Suffix of a staged new copy, checked before it is renamed over its file.
 NEW = ".todo-new"
 #: Suffix of the previous file kept while a set of files is checked together (restored on failure).
 OLD = ".todo-old"
@@ -42,26 +44,31 @@ def config_files(files, check, user="root", group="root"):
     + files: list of (src, dest, mode, data): ``src`` a path in this repo, rendered with
       Jinja2 when ``data`` (a dict) is not None; ``mode`` a string such as "644"
     + check: shell command that fails on a bad file. With ``{}`` in it, it checks each new
-      file's copy at ``{}`` (``DEST.todo-new``), which is renamed over DEST only when the
-      check passes. Without ``{}`` (``nginx -t``: a config made of several files) the new
-      files are swapped in together, checked, and the previous ones put back if it fails.
+      file's copy at ``{}`` (staged in STAGE), which is renamed over DEST only when the check
+      passes. Without ``{}`` (``nginx -t``: a config made of several files) the new files are
+      swapped in together, checked, and the previous ones put back if it fails.
     + user, group: owner of every file
 
     A refused file never replaces the one in place, and since the one in place still
     differs from the repo, the next run checks (and refuses) it again: a broken file
     cannot pass by being "unchanged". Owners and modes drifted by hand are repaired
-    without a check (they cannot make a file invalid).
+    without a check (they cannot make a file invalid). New and previous copies live in
+    STAGE, a directory only root may enter, on the same filesystem as /etc: root never
+    writes through a path another user could replace with a symlink (pg_hba.conf's
+    directory is postgres's), and a rename puts each file in place atomically.
     """
     changed = []
     for src, dest, mode, data in files:
         content = render(src, data)
-        remote = host.get_fact(File, path=dest)
+        remote = host.get_fact(File, path=dest)  # falsy for a symlink: it is replaced, never followed
         if not remote or get_file_sha1(content) != host.get_fact(Sha1File, path=dest):
             _log_diff(dest, content.getvalue())
             content.seek(0)
-            new = dest + NEW
+            new = staged(dest, NEW)
+            if not changed:
+                yield StringCommand("install", "-d", "-m", "700", "-o", "root", "-g", "root", STAGE)
             yield StringCommand("mkdir", "-p", QuoteString(os.path.dirname(dest)))  # a new host's snippet dir
-            yield FileUploadCommand(content, new, remote_temp_filename=host.get_temp_filename(new))
+            yield FileUploadCommand(content, new, remote_temp_filename=host.get_temp_filename())
             yield chown(new, user, group)
             yield chmod(new, mode)
             changed.append(dest)
@@ -73,23 +80,28 @@ def config_files(files, check, user="root", group="root"):
         return
     if "{}" in check:
         for dest in changed:
-            new = _quote(dest + NEW)
-            refused = f"{new}: refused by the check; {dest} left as it was"
+            new = staged(dest, NEW)
+            refused = f"{dest}: the new copy was refused by the check; {dest} left as it was"
             yield f"( {check.replace('{}', new)} ) || {{ rm -f {new}; echo '{refused}' >&2; exit 1; }}"
             yield StringCommand("mv -f", new, QuoteString(dest))
         return
     # Several files checked together: keep the previous ones, swap in, check, put them back on failure.
-    swap = " && ".join(f"{{ ! [ -e {d} ] || cp -p {d} {d}{OLD}; }} && mv -f {d}{NEW} {d}" for d in map(_quote, changed))
-    restore = "; ".join(
-        f"if [ -e {d}{OLD} ]; then mv -f {d}{OLD} {d}; else rm -f {d}; fi" for d in map(_quote, changed)
-    )
-    cleanup = "; ".join(f"rm -f {d}{OLD}" for d in map(_quote, changed))
+    pairs = [(_quote(d), staged(d, NEW), staged(d, OLD)) for d in changed]
+    swap = " && ".join(f"{{ ! [ -e {d} ] || cp -p {d} {old}; }} && mv -f {new} {d}" for d, new, old in pairs)
+    restore = "; ".join(f"if [ -e {old} ]; then mv -f {old} {d}; else rm -f {d}; fi" for d, new, old in pairs)
+    cleanup = "; ".join(f"rm -f {old}" for d, new, old in pairs)
     refused = f"{', '.join(changed)}: refused by the check; the previous files are back in place"
-    yield f"{swap} && if {check}; then {cleanup}; else {restore}; echo '{refused}' >&2; exit 1; fi"
+    yield f"if {swap} && {check}; then {cleanup}; else {restore}; echo '{refused}' >&2; exit 1; fi"
+
+
+def staged(dest, suffix):
+    """The path in STAGE of ``dest``'s new or previous copy (``/etc/nginx/nginx.conf`` ->
+    ``STAGE/etc_nginx_nginx.conf.todo-new``)."""
+    return f"{STAGE}/{_quote(dest).strip('/').replace('/', '_')}{suffix}"
 
 
 def _quote(path):
     """``path`` for the shell; the stack's paths have no quotes or spaces, so this is only a guard."""
-    if any(c in path for c in " '\"\\$`;&|<>*?"):
+    if any(c in path for c in " '\"\\$`;&|<>*?()\n"):
         raise ValueError(f"unexpected character in path {path!r}")
     return path

@@ -118,6 +118,12 @@ def stack():
     for key in ("post_rate_per_second", "post_burst", "postgresql_version"):
         s[key] = _positive_int(key, s[key])
     s["firewall_tcp_ports"] = [_positive_int("firewall_tcp_ports", port) for port in s["firewall_tcp_ports"]]
+    ssh_port = int(host.data.get("ssh_port") or 22)  # the port this run logs in on
+    if ssh_port not in s["firewall_tcp_ports"]:
+        raise SettingError(
+            f"inventory: firewall_tcp_ports {s['firewall_tcp_ports']} lacks this host's SSH port {ssh_port}: "
+            "the firewall would lock you out"
+        )
     for address in s["rate_limit_exempt"]:
         try:
             ipaddress.ip_network(address)

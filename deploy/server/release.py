@@ -93,7 +93,11 @@ class Clock:
         return time.monotonic() - self.started
 
     def say(self, message):
-        print(f"[{self.elapsed():6.1f}s] {message}", flush=True)
+        """Print a progress line; a pusher who went away (broken pipe) must not stop the release."""
+        try:
+            print(f"[{self.elapsed():6.1f}s] {message}", flush=True)
+        except BrokenPipeError:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
 
 
 def run(cmd, step, *, user=None, group=None, cwd=None, env=None, stdin=None, input=None, quiet=False):  # noqa: A002
@@ -302,8 +306,9 @@ class Stack:
                         last = f"{sock} is healthy but not open to nginx yet"
                     else:
                         return
-            except (OSError, ValueError) as exc:
-                last = f"{sock}: {exc}"
+            except Exception as exc:  # noqa: BLE001 (any answer but a healthy one is "not yet": a bad
+                # status line or a /version that is not JSON must not escape the roll's recovery)
+                last = f"{sock}: {exc!r}"
             time.sleep(0.2)
         raise StepFailed("health check", f"{instance} not healthy after {self.health_timeout:.0f} s: {last}")
 
@@ -547,11 +552,13 @@ def main(argv=None):
     if opts.command == "list":
         list_releases(stack)
         return 0
-    lock = open(f"/run/lock/{stack.app}-release.lock", "w")  # noqa: SIM115 (held until exit)
+    # In /run, which only root may write (not /run/lock: anyone could take a lock there and hold it).
+    lock_path = f"/run/{stack.app}-release.lock"
+    lock = os.fdopen(os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600), "w")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        print(f"{NAME}-release: another release is running (lock /run/lock/{stack.app}-release.lock)", file=sys.stderr)
+        print(f"{NAME}-release: another release is running (lock {lock_path})", file=sys.stderr)
         return 2
     action = {"deploy": deploy, "rollback": rollback, "restart": restart, "rotate": rotate}[opts.command]
     before = stack.current()

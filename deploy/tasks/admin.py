@@ -81,7 +81,7 @@ def first_contact(s):
         data={key: host.data.get(key) for key in SSH_KEYS},
         destination=destination,
     )
-    sshd_dropin({**s, "permit_root_login": "no"}, "Close root's SSH login: the admin user is proven.")
+    sshd_dropin({**s, "permit_root_login": "no"}, "Close root's SSH login: the admin user is proven.", user=admin)
     python.call(
         name=f"From now on, log in as {admin}: scripts/provision {admin}@{destination}",
         function=lambda: print(f"\n    Root can no longer log in. From now on: {admin}@{destination}\n"),

@@ -1,11 +1,14 @@
 """Host hardening (docs/security.md): SSH, network sysctls, the firewall, security updates."""
 
+import subprocess
+
 from pyinfra import host
-from pyinfra.api import deploy
-from pyinfra.operations import files, server, systemd
+from pyinfra.api import StringCommand, deploy
+from pyinfra.operations import files, python, server, systemd
 
 from deploy.facts import FirewallLoaded, LoginUser, SysctlDrift
 from deploy.operations import config_files
+from deploy.ssh import SSH_KEYS, ssh_command
 
 SSHD_DROPIN = "/etc/ssh/sshd_config.d/10-todo-hardening.conf"
 SYSCTL = "/etc/sysctl.d/90-todo-hardening.conf"
@@ -17,8 +20,27 @@ SSHD_CHECK = (
 )
 
 
-def sshd_dropin(s, name):
-    """Ensure the SSH hardening drop-in (checked with sshd -t) and reload sshd if it changed."""
+class LoginLost(RuntimeError):
+    """After sshd's configuration changed, this run's own login no longer worked: it was undone."""
+
+
+def prove_login(user, data, destination):
+    """On this workstation: a new SSH login as ``user`` (this run's login user) must still work
+    after sshd changed (e.g. a key the new algorithms refuse). If not, remove the drop-in, reload
+    sshd (back to what let this run in) and stop the run."""
+    cmd = [*ssh_command(data, user=user), "-o", "ConnectTimeout=10", destination, "true"]
+    proof = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    if proof.returncode != 0:
+        host.run_shell_command(StringCommand(f"rm -f {SSHD_DROPIN} && systemctl reload ssh"), _sudo=user != "root")
+        raise LoginLost(
+            f"`{' '.join(cmd)}` exited {proof.returncode} after sshd's hardening: {proof.stderr.strip()[-400:]}. "
+            "The drop-in was removed and sshd reloaded; log in with an ed25519 key (or RSA >= 3072 bits), run again."
+        )
+
+
+def sshd_dropin(s, name, user=None):
+    """Ensure the SSH hardening drop-in (checked with sshd -t), reload sshd if it changed, and
+    prove that ``user`` (default: this run's login user) can still log in (else undo it)."""
     sshd = config_files(
         name=name,
         files=[("hardening/sshd_config.d/10-todo-hardening.conf.j2", SSHD_DROPIN, "600", s)],
@@ -28,6 +50,15 @@ def sshd_dropin(s, name):
         name="Reload sshd: its configuration changed and is valid.",
         service="ssh",
         reloaded=True,
+        _if=sshd.did_change,
+    )
+    user = user or host.get_fact(LoginUser)
+    python.call(
+        name=f"Prove that {user} can still log in over a new SSH connection (else undo the drop-in).",
+        function=prove_login,
+        user=user,
+        data={key: host.data.get(key) for key in SSH_KEYS},
+        destination=host.data.get("ssh_hostname") or host.name,
         _if=sshd.did_change,
     )
 

@@ -6,7 +6,7 @@ import json
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.facts.files import File
+from pyinfra.facts.files import File, FindFiles
 from pyinfra.operations import files, git, server
 
 from deploy.facts import LoginUser
@@ -58,12 +58,35 @@ def releases(s):
             # Releases may go back to an older commit; deleting the branch is refused (the hook says why).
             f"&& git -C {git_dir} config receive.denyNonFastForwards false "
             f"&& git -C {git_dir} config receive.denyDeletes true "
-            f"&& chgrp -R {group} {git_dir} && chmod -R g+rwX {git_dir} "
-            f"&& find {git_dir} -type d -exec chmod g+s {{}} +"
+            # Only what a push writes is the group's: objects and refs.
+            f"&& chgrp -R {group} {git_dir}/objects {git_dir}/refs && chmod -R g+rwX {git_dir}/objects {git_dir}/refs "
+            f"&& find {git_dir}/objects {git_dir}/refs -type d -exec chmod g+s {{}} +"
         ],
         _if=lambda: host.get_fact(File, path=f"{git_dir}/HEAD") is None,
     )
-    files.directory(name=f"Ensure {git_dir} is root:{group} 2775.", path=git_dir, user="root", group=group, mode="2775")
+    # Hooks and config run as whoever pushes next, an operator with sudo among them: a deployer
+    # who could write them would be root. So the repository itself, its config, hooks and info
+    # are root's, and only objects/ and refs/ are writable by the deploy group.
+    # 2755: git init --shared=group sets the setgid bit, which a numeric chmod keeps on a
+    # directory (coreutils); harmless here, as the group may not write.
+    for path in (git_dir, f"{git_dir}/hooks", f"{git_dir}/info"):
+        files.directory(name=f"Ensure {path} is root:root 2755.", path=path, user="root", group="root", mode="2755")
+    for path in (f"{git_dir}/config", f"{git_dir}/HEAD", f"{git_dir}/description", f"{git_dir}/info/exclude"):
+        files.file(name=f"Ensure {path} is root:root 0644.", path=path, user="root", group="root", mode="644")
+    server.shell(
+        name=f"Ensure no sample or planted file in {git_dir}/hooks but pre-receive (root's).",
+        commands=[f"find {git_dir}/hooks -mindepth 1 ! -name pre-receive -delete"],
+        _if=lambda: (
+            bool(host.get_fact(FindFiles, path=f"{git_dir}/hooks", quote_path=True))
+            and set(host.get_fact(FindFiles, path=f"{git_dir}/hooks", quote_path=True))
+            != {f"{git_dir}/hooks/pre-receive"}
+        ),
+    )
+    for path in (f"{git_dir}/objects", f"{git_dir}/refs"):
+        files.directory(
+            name=f"Ensure {path} is root:{group} 2775 (a push writes there).", path=path, user="root", group=group,
+            mode="2775",
+        )  # fmt: skip
     git.config(
         name=f"Ensure git trusts {git_dir} for every deployer (safe.directory).",
         key="safe.directory",

@@ -228,10 +228,16 @@ def test_instances_setting_reaches_supervisor_and_nginx(host, app_name, instance
 
 
 def test_push_repository_is_shared_with_the_deploy_group(host, app_name):
-    repo = host.file(f"/srv/{app_name}/deploy.git")
-    assert (repo.user, repo.group, repo.mode) == ("root", f"{app_name}-deploy", 0o2775)
-    hook = host.file(f"/srv/{app_name}/deploy.git/hooks/pre-receive")
-    assert hook.user == "root" and hook.mode == 0o755
+    """A push writes objects and refs (the group's); the repository, its config and hooks are root's."""
+    repo = f"/srv/{app_name}/deploy.git"
+    for path in ("", "/hooks", "/info"):
+        assert (host.file(repo + path).user, host.file(repo + path).mode & 0o777) == ("root", 0o755), path
+    for path in ("/objects", "/refs"):
+        shared = host.file(repo + path)
+        assert (shared.user, shared.group, shared.mode) == ("root", f"{app_name}-deploy", 0o2775), path
+    for path in ("/config", "/hooks/pre-receive"):
+        assert host.file(repo + path).user == "root" and not host.file(repo + path).mode & 0o022, path
+    assert host.check_output(f"ls {repo}/hooks") == "pre-receive"
     assert f"{app_name}-deploy" in host.user("vagrant").groups
 
 

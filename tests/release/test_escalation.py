@@ -50,6 +50,24 @@ def test_deploy_group_cannot_pass_its_way_to_root(host, app_name, deployer, atte
         host.run("rm -f /tmp/evil.json")
 
 
+@pytest.mark.parametrize(
+    "attempt",
+    [
+        "echo '[core] hooksPath = /tmp' >> /srv/{app}/deploy.git/config",  # hooks run as the next pusher
+        "printf '#!/bin/sh\\nid > /tmp/probe\\n' > /srv/{app}/deploy.git/hooks/reference-transaction",
+        "mv /srv/{app}/deploy.git/hooks /srv/{app}/deploy.git/hooks-old",
+        "ln -s /etc/apt/apt.conf.d /srv/{app}/deploy.git/hooks2",
+    ],
+)
+def test_deploy_group_cannot_plant_what_the_next_pusher_runs(host, app_name, deployer, attempt):
+    """An operator with sudo pushes too: the repository's config and hooks must not be the group's."""
+    config = host.file(f"/srv/{app_name}/deploy.git/config").content_string
+    result = deployer(attempt.format(app=app_name))
+    assert result.rc != 0, result.stdout
+    assert host.file(f"/srv/{app_name}/deploy.git/config").content_string == config
+    assert host.check_output(f"ls /srv/{app_name}/deploy.git/hooks") == "pre-receive"
+
+
 def test_deploy_group_may_list_releases(app_name, deployer):
     """The rule still lets a deployer do its job (deploy is the push hook's; rollback is tested with releases)."""
     listed = deployer(f"sudo -n /usr/local/sbin/{app_name}-release list")
