@@ -6,12 +6,15 @@ import json
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.facts.files import File, FindFiles
+from pyinfra.facts.files import File, FileContents, FindFiles
 from pyinfra.operations import files, git, server
 
 from deploy.facts import LoginUser
 from deploy.operations import config_files
 from deploy.settings import RELEASE_SETTINGS
+
+#: What the push repository's HEAD names: a branch nobody pushes (see below).
+UNBORN_HEAD = "refs/heads/no-branch-checked-out"
 
 
 @deploy("Releases")
@@ -81,6 +84,13 @@ def releases(s):
             and set(host.get_fact(FindFiles, path=f"{git_dir}/hooks", quote_path=True))
             != {f"{git_dir}/hooks/pre-receive"}
         ),
+    )
+    # git locks HEAD (HEAD.lock beside it, in the root-owned repository) when a push updates the
+    # branch HEAD names: so HEAD names no branch a push updates, and pushes touch refs/ only.
+    server.shell(
+        name=f"Ensure {git_dir}/HEAD names no deployed branch (a push then needs no lock beside it).",
+        commands=[f"git --git-dir={git_dir} symbolic-ref HEAD {UNBORN_HEAD}"],
+        _if=lambda: host.get_fact(FileContents, path=f"{git_dir}/HEAD") != [f"ref: {UNBORN_HEAD}"],
     )
     for path in (f"{git_dir}/objects", f"{git_dir}/refs"):
         files.directory(
