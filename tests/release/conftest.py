@@ -19,7 +19,8 @@ GIT_ENV = {
     "GIT_AUTHOR_EMAIL": "release-test@localhost",
     "GIT_COMMITTER_NAME": "release test",
     "GIT_COMMITTER_EMAIL": "release-test@localhost",
-    "GIT_SSH_COMMAND": f"ssh -F {SSH_CONFIG}",
+    # A new login for each push (no shared ControlMaster session from before the user joined the deploy group).
+    "GIT_SSH_COMMAND": f"ssh -F {SSH_CONFIG} -o ControlPath=none",
 }
 
 
