@@ -89,3 +89,14 @@ class Certificate(FactBase):
             "lifetime": stamp("notAfter") - stamp("notBefore"),
             "remaining": stamp("notAfter") - now,
         }
+
+
+class PostgresValue(FactBase):
+    """The first row of a query run as postgres in database ``database`` (unaligned, ``|`` between
+    columns); "" when PostgreSQL does not answer."""
+
+    def command(self, database, sql):
+        return f'runuser -u postgres -- psql -d {database} -Atc "{sql}" 2>/dev/null || true'
+
+    def process(self, output):
+        return output[0] if output else ""

@@ -1,9 +1,11 @@
 """PostgreSQL: who may connect, the app's role and database, and self-healing of the server."""
 
+from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, postgres, server, systemd
 from pyinfra.operations.util import any_changed
 
+from deploy.facts import PostgresValue
 from deploy.operations import config_files
 
 
@@ -57,12 +59,16 @@ def postgresql(s, secrets):
     )
     # The second login role a password rotation switches to (scripts/secrets): it acts as the app's
     # role (SET role), so what it creates belongs to that role; no password until a rotation gives it one.
-    second = postgres.role(
+    postgres.role(
         name=f"Ensure the {app}_b login role exists (member of {app}, acts as {app}).",
         role=f"{app}_b",
         login=True,
         _sudo=True,  # also when logged in as root (first contact), which has no sudo of its own
         _sudo_user="postgres",
+    )
+    acts_as_app = (
+        f"SELECT pg_has_role('{app}_b', '{app}', 'MEMBER'), array_to_string((SELECT setconfig FROM "
+        f"pg_db_role_setting WHERE setrole = '{app}_b'::regrole AND setdatabase = 0), ',')"
     )
     server.shell(
         name=f"Ensure {app}_b is a member of {app} and acts as it.",
@@ -70,7 +76,9 @@ def postgresql(s, secrets):
             f"runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -d {app} "
             f"-c 'GRANT {app} TO {app}_b' -c \"ALTER ROLE {app}_b SET role = '{app}'\""
         ],
-        _if=second.did_change,
+        # The membership and the setting themselves, not only the role's creation: a run that
+        # stopped between the two steps is repaired by the next one.
+        _if=lambda: host.get_fact(PostgresValue, database=app, sql=acts_as_app) != f"t|role={app}",
     )
     server.shell(
         name=f"Set the password of the login role in {s['env_file']} ({app}, or {app}_b after a rotation).",

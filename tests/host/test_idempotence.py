@@ -102,6 +102,9 @@ DRIFT = [
     ("loaded firewall rules", "nft flush ruleset", "nft list chain inet filter input | grep -q 'policy drop'"),
     ("enabled unit", "systemctl disable --quiet nginx", "systemctl is-enabled --quiet nginx"),
     ("stopped instance", "supervisorctl stop {app}-0", "supervisorctl status {app}-0 | grep -qE 'RUNNING|STARTING'"),
+    # The second login role a password rotation needs must stay a member of the app's role.
+    ("login role membership", "runuser -u postgres -- psql -d {app} -qc 'REVOKE {app} FROM {app}_b'",
+     "runuser -u postgres -- psql -d {app} -Atc \"SELECT pg_has_role('{app}_b', '{app}', 'MEMBER')\" | grep -qx t"),
 ]  # fmt: skip
 
 
