@@ -1,7 +1,12 @@
-"""How this workstation reaches a host with the OpenSSH client, from the host's pyinfra data
-(ssh_config_file, ssh_key, ssh_user, ssh_port, ssh_known_hosts_file, ...): shared by
-scripts/release, scripts/secrets and the deploy's proof that the admin user can log in."""
+"""How this workstation reaches a host with the OpenSSH client: the TARGETs the operator's
+scripts take (local, vagrant, USER@HOST[:PORT], an inventory file), each host's pyinfra data
+(ssh_config_file, ssh_key, ssh_user, ssh_port, ssh_known_hosts_file, ...) and what runs
+there over SSH. Shared by scripts/release, scripts/secrets and the deploy's login proofs."""
 
+import os
+import runpy
+import shlex
+import subprocess
 from pathlib import Path
 
 from deploy.settings import DEFAULTS
@@ -10,6 +15,15 @@ REPO = Path(__file__).resolve().parent.parent
 #: The pyinfra host data keys that say how to reach a host.
 SSH_KEYS = ("ssh_config_file", "ssh_key", "ssh_user", "ssh_port", "ssh_known_hosts_file")
 SSH_KEYS += ("ssh_strict_host_key_checking",)
+
+
+class TargetError(Exception):
+    """A TARGET names no reachable host; the message says why (empty: another command said it),
+    ``status`` is the exit status for the script (2 bad usage, 1 the route guard refused)."""
+
+    def __init__(self, message, status=2):
+        super().__init__(message)
+        self.status = status
 
 
 def login_user(data):
@@ -35,3 +49,80 @@ def ssh_command(data, user=None):
     if data.get("ssh_strict_host_key_checking"):
         cmd += ["-o", f"StrictHostKeyChecking={data['ssh_strict_host_key_checking']}"]
     return cmd
+
+
+def inventory_hosts(path):
+    """(name, data) for every host in a pyinfra inventory file: each list at module level is a group."""
+    found = {}
+    for value in runpy.run_path(str(path)).values():
+        if isinstance(value, list):
+            for entry in value:
+                name, data = (entry, {}) if isinstance(entry, str) else entry
+                found.setdefault(name, {}).update(data)
+    if not found:
+        raise TargetError(f"inventory {path}: no hosts")
+    return list(found.items())
+
+
+def route_is_local():
+    """Exit unless 192.168.56.10 is routed on this box (scripts/machine check-route says why)."""
+    if subprocess.run([REPO / "scripts/machine", "check-route", "192.168.56.10"], stdout=subprocess.DEVNULL).returncode:
+        raise TargetError("", status=1)  # scripts/machine said why
+
+
+def resolve(target):
+    """The hosts of TARGET as (name, data), the same TARGETs as scripts/provision."""
+    if target == "local":
+        route_is_local()
+        return inventory_hosts(REPO / "deploy/inventories/local.py")
+    if target == "vagrant":
+        (REPO / ".vagrant").mkdir(exist_ok=True)
+        with open(REPO / ".vagrant/ssh-config", "w") as out:
+            if subprocess.run(["vagrant", "ssh-config"], cwd=REPO, stdout=out).returncode:
+                raise TargetError("vagrant ssh-config failed: is the VM up? (vagrant up)")
+        route_is_local()
+        return inventory_hosts(REPO / "deploy/inventories/vagrant.py")
+    if target.endswith(".py"):
+        if not Path(target).is_file():
+            raise TargetError(f"inventory {target}: no such file")
+        return inventory_hosts(Path(target))
+    if "@" in target:
+        user, _, hostport = target.partition("@")
+        host, _, port = hostport.partition(":")
+        if not user or not host or (port and not port.isdigit()):
+            raise TargetError(f"bad target {target}: expected USER@HOST[:PORT]")
+        return [(host, {"ssh_user": user, **({"ssh_port": int(port)} if port else {})})]
+    raise TargetError(f"bad target {target}: expected local, vagrant, USER@HOST[:PORT] or an inventory .py file")
+
+
+class Host:
+    """One host of the inventory: how to reach it over SSH, and its push repository."""
+
+    def __init__(self, name, data):
+        self.name = name
+        self.destination = data.get("ssh_hostname") or name
+        self.app = data.get("app_name") or DEFAULTS["app_name"]
+        self.branch = data.get("deploy_branch") or DEFAULTS["deploy_branch"]
+        # root logs in only at first contact: after it, the admin user (deploy/ssh.py).
+        self.ssh = ssh_command(data)
+
+    def tool(self, *args):
+        """Run the release tool on the host (through sudo); return its exit status."""
+        tool = f"/usr/local/sbin/{self.app}-release"
+        return subprocess.run([*self.ssh, self.destination, "sudo", "-n", tool, *args]).returncode
+
+    def has_release(self):
+        probe = subprocess.run([*self.ssh, self.destination, "test", "-e", f"/srv/{self.app}/current"])
+        if probe.returncode == 255:
+            raise TargetError(f"{self.name}: SSH failed (unreachable host or refused key)")
+        return probe.returncode == 0
+
+    def push(self, repo, commit):
+        """git push COMMIT to the deploy branch; the hook's progress is printed as it comes."""
+        url = f"ssh://{self.destination}/srv/{self.app}/deploy.git"
+        # A new login, never a shared (ControlMaster) one: a session that logged in before
+        # provisioning added the user to the deploy group would lack the group a push needs.
+        env = {**os.environ, "GIT_SSH_COMMAND": shlex.join([*self.ssh, "-o", "ControlPath=none"])}
+        return subprocess.run(
+            ["git", "-C", repo, "push", "--force", url, f"{commit}:refs/heads/{self.branch}"], env=env
+        ).returncode
