@@ -1,5 +1,6 @@
 """pyinfra operations the stack needs beyond pyinfra's own: a config file that is checked before
-it takes effect (the ``validate: visudo -cf %s`` pattern of Ansible's copy/template modules)."""
+it takes effect (the ``validate: visudo -cf %s`` pattern of Ansible's copy/template modules), and a
+systemd drop-in with the daemon-reload it needs."""
 
 import os
 from io import StringIO
@@ -8,6 +9,7 @@ from pyinfra import host, logger, state
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 from pyinfra.api.util import get_file_sha1, get_template
 from pyinfra.facts.files import File, FileContents, Sha1File
+from pyinfra.operations import files, systemd
 from pyinfra.operations.util.files import chmod, chown, generate_color_diff
 
 #: Where new copies are checked and previous ones kept (root 0700, on /etc's filesystem).
@@ -105,3 +107,17 @@ def _quote(path):
     if any(c in path for c in " '\"\\$`;&|<>*?()\n"):
         raise ValueError(f"unexpected character in path {path!r}")
     return path
+
+
+def dropin(unit, s):
+    """Ensure the stack's systemd drop-in for ``unit`` (systemd/<unit>.d/todo.conf); reload systemd if it changed."""
+    put = files.put(
+        name=f"Ensure the systemd drop-in for {unit}.",
+        src=f"systemd/{unit}.d/todo.conf",
+        dest=f"/etc/systemd/system/{unit}.d/{s['app_name']}.conf",
+        user="root",
+        group="root",
+        mode="644",
+    )
+    systemd.daemon_reload(name=f"Reload systemd units: the {unit} drop-in changed.", _if=put.did_change)
+    return put

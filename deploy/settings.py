@@ -107,7 +107,7 @@ def stack():
     """
     from pyinfra import host
 
-    from deploy.facts import CpuCount
+    from deploy.facts import CpuCount, LoginUser
 
     s = {key: setting(key) for key in DEFAULTS}
     app = s["app_name"]
@@ -137,6 +137,8 @@ def stack():
     s["server_names"] = server_names()
     s["workers"] = workers_per_instance(host.get_fact(CpuCount), s["instances"], s["workers_per_instance"])
     s["instance_names"] = [f"{app}-{n}" for n in range(s["instances"])]
+    # Who this run logged in as (before sudo): root means first contact (deploy/tasks/admin.py).
+    s["login_user"] = host.get_fact(LoginUser)
     s.update(
         srv=f"/srv/{app}",
         etc=f"/etc/{app}",

@@ -33,6 +33,20 @@ def login_user(data):
     return (data.get("admin_user") or DEFAULTS["admin_user"]) if user == "root" else user
 
 
+def try_login(data, destination, user, *command):
+    """On this workstation: a new SSH connection as ``user`` running ``command`` (10 s to connect,
+    60 s in all); returns (the argv, the CompletedProcess)."""
+    cmd = [*ssh_command(data, user=user), "-o", "ConnectTimeout=10", destination, *command]
+    return cmd, subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+
+
+def this_host():
+    """The current pyinfra host's SSH data and destination, for try_login (plain values, not HostData)."""
+    from pyinfra import host
+
+    return {key: host.data.get(key) for key in SSH_KEYS}, host.data.get("ssh_hostname") or host.name
+
+
 def ssh_command(data, user=None):
     """``ssh`` argv without the destination, for a host with pyinfra ``data``, as ``user``
     (default: login_user(data)); BatchMode: a refused key fails at once instead of prompting."""

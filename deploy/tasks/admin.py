@@ -2,16 +2,14 @@
 proven over a second SSH connection, and only then no root login (deploy/tasks/hardening.py)."""
 
 import io
-import subprocess
 
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import Sha1File
 from pyinfra.operations import files, python, server
 
-from deploy.facts import LoginUser
 from deploy.operations import config_files
-from deploy.ssh import SSH_KEYS, ssh_command
+from deploy.ssh import this_host, try_login
 from deploy.tasks.hardening import sshd_dropin
 
 
@@ -21,8 +19,7 @@ class AdminLoginFailed(RuntimeError):
 
 def prove_admin_login(user, data, destination):
     """On this workstation: log in as ``user`` over a new SSH connection and run ``sudo -n true``."""
-    cmd = [*ssh_command(data, user=user), "-o", "ConnectTimeout=10", destination, "sudo", "-n", "true"]
-    proof = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    cmd, proof = try_login(data, destination, user, "sudo", "-n", "true")
     if proof.returncode != 0:
         raise AdminLoginFailed(
             f"`{' '.join(cmd)}` exited {proof.returncode}: {proof.stderr.strip()[-500:]}. Root can still log in "
@@ -33,7 +30,7 @@ def prove_admin_login(user, data, destination):
 @deploy("First contact")
 def first_contact(s):
     """Logged in as root: ensure the admin user (keys, passwordless sudo), prove its login, then close root's."""
-    if host.get_fact(LoginUser) != "root":
+    if s["login_user"] != "root":
         return
     admin = s["admin_user"]
     server.user(
@@ -73,12 +70,12 @@ def first_contact(s):
         files=[("hardening/sudoers.d/admin.j2", f"/etc/sudoers.d/{admin}", "440", s)],
         check="visudo -cqf {}",
     )
-    destination = host.data.get("ssh_hostname") or host.name
+    data, destination = this_host()
     python.call(
         name=f"Prove that {admin}@{destination} can log in and use sudo (a second SSH connection).",
         function=prove_admin_login,
         user=admin,
-        data={key: host.data.get(key) for key in SSH_KEYS},
+        data=data,
         destination=destination,
     )
     sshd_dropin({**s, "permit_root_login": "no"}, "Close root's SSH login: the admin user is proven.", user=admin)

@@ -1,14 +1,12 @@
 """Host hardening (docs/security.md): SSH, network sysctls, the firewall, security updates."""
 
-import subprocess
-
 from pyinfra import host
 from pyinfra.api import StringCommand, deploy
 from pyinfra.operations import files, python, server, systemd
 
-from deploy.facts import FirewallLoaded, LoginUser, SysctlDrift
+from deploy.facts import FirewallLoaded, SysctlDrift
 from deploy.operations import config_files
-from deploy.ssh import SSH_KEYS, ssh_command
+from deploy.ssh import this_host, try_login
 
 SSHD_DROPIN = "/etc/ssh/sshd_config.d/10-todo-hardening.conf"
 SYSCTL = "/etc/sysctl.d/90-todo-hardening.conf"
@@ -28,8 +26,7 @@ def prove_login(user, data, destination):
     """On this workstation: a new SSH login as ``user`` (this run's login user) must still work
     after sshd changed (e.g. a key the new algorithms refuse). If not, remove the drop-in, reload
     sshd (back to what let this run in) and stop the run."""
-    cmd = [*ssh_command(data, user=user), "-o", "ConnectTimeout=10", destination, "true"]
-    proof = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    cmd, proof = try_login(data, destination, user, "true")
     if proof.returncode != 0:
         host.run_shell_command(StringCommand(f"rm -f {SSHD_DROPIN} && systemctl reload ssh"), _sudo=user != "root")
         raise LoginLost(
@@ -52,13 +49,14 @@ def sshd_dropin(s, name, user=None):
         reloaded=True,
         _if=sshd.did_change,
     )
-    user = user or host.get_fact(LoginUser)
+    user = user or s["login_user"]
+    data, destination = this_host()
     python.call(
         name=f"Prove that {user} can still log in over a new SSH connection (else undo the drop-in).",
         function=prove_login,
         user=user,
-        data={key: host.data.get(key) for key in SSH_KEYS},
-        destination=host.data.get("ssh_hostname") or host.name,
+        data=data,
+        destination=destination,
         _if=sshd.did_change,
     )
 
@@ -68,7 +66,7 @@ def hardening(s):
     """Ensure SSH, sysctl, firewall and update controls, each checked before it takes effect."""
     # Logged in as root (first contact): root keeps its key login until deploy/tasks/admin.py has
     # proven the admin user's; any other login user means that happened already.
-    first_contact = host.get_fact(LoginUser) == "root"
+    first_contact = s["login_user"] == "root"
     sshd_dropin(
         {**s, "permit_root_login": "prohibit-password" if first_contact else "no"},
         "Ensure the SSH hardening drop-in (keys only, no forwarding, strong algorithms; sshd -t)."

@@ -7,9 +7,8 @@ from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 
 from deploy.facts import Certificate
-from deploy.operations import config_files
+from deploy.operations import config_files, dropin
 from deploy.settings import subject_alt_names
-from deploy.tasks.postgresql import dropin
 
 SNIPPETS = ("gzip.conf", "proxy.conf", "tls.conf", "security-headers.conf")
 #: Lifetime of the self-signed certificate, days: within the 398 days browsers accept (CA/B

@@ -2,25 +2,11 @@
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import files, postgres, server, systemd
+from pyinfra.operations import postgres, server, systemd
 from pyinfra.operations.util import any_changed
 
 from deploy.facts import PostgresValue
-from deploy.operations import config_files
-
-
-def dropin(unit, s):
-    """Ensure the stack's systemd drop-in for ``unit`` (systemd/<unit>.d/todo.conf); reload systemd if it changed."""
-    put = files.put(
-        name=f"Ensure the systemd drop-in for {unit}.",
-        src=f"systemd/{unit}.d/todo.conf",
-        dest=f"/etc/systemd/system/{unit}.d/{s['app_name']}.conf",
-        user="root",
-        group="root",
-        mode="644",
-    )
-    systemd.daemon_reload(name=f"Reload systemd units: the {unit} drop-in changed.", _if=put.did_change)
-    return put
+from deploy.operations import config_files, dropin
 
 
 @deploy("PostgreSQL")

@@ -9,7 +9,6 @@ from pyinfra.api import deploy
 from pyinfra.facts.files import File, FileContents, FindFiles
 from pyinfra.operations import files, git, server
 
-from deploy.facts import LoginUser
 from deploy.operations import config_files
 from deploy.settings import RELEASE_SETTINGS
 
@@ -39,7 +38,7 @@ def releases(s):
     )
     group = s["deploy_group"]
     server.group(name=f"Ensure the {group} group (may push releases) exists.", group=group, system=True)
-    login_user = host.get_fact(LoginUser)
+    login_user = s["login_user"]
     if login_user != "root":
         server.user(
             name=f"Ensure the login user {login_user} may push releases ({group}).",

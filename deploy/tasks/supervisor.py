@@ -6,7 +6,7 @@ from pyinfra.facts.files import Link
 from pyinfra.operations import files, server, systemd
 
 from deploy.facts import SupervisorStates
-from deploy.tasks.postgresql import dropin
+from deploy.operations import dropin
 
 
 @deploy("supervisor")

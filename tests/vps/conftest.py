@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy.ssh import try_login
 from tests.conftest import ADDRESS, REPO, _route_is_local
 
 VPS_DIR = os.environ.get("TODO_VPS_DIR")
@@ -46,9 +47,7 @@ def provision(target):
 
 
 def ssh(vps, user, command):
-    """Run ``command`` on the VPS as ``user`` over a new SSH connection; return the CompletedProcess."""
-    return subprocess.run(
-        ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-i", str(vps / "id_ed25519"),
-         "-o", f"UserKnownHostsFile={vps / 'known_hosts'}", "-l", user, ADDRESS, command],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    """Run ``command`` on the VPS as ``user`` over a new SSH connection (the deploy's own
+    try_login); return the CompletedProcess."""
+    data = {"ssh_key": str(vps / "id_ed25519"), "ssh_known_hosts_file": str(vps / "known_hosts")}
+    return try_login(data, ADDRESS, user, command)[1]
