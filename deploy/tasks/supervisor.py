@@ -2,7 +2,7 @@
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.facts.files import Link
+from pyinfra.facts.files import FindFiles, Link
 from pyinfra.operations import files, server, systemd
 
 from deploy.facts import SupervisorStates
@@ -34,6 +34,20 @@ def supervisor(s):
         # Before the first release there is nothing to roll: the release adds the programs.
         commands=[f"{s['release_tool']} restart", "supervisorctl update"],
         _if=lambda: program.did_change() and released(),
+    )
+
+    def stale_logs():
+        """Logs (and supervisor's rotated copies) of instances this host no longer runs."""
+        found = host.get_fact(FindFiles, path=s["log"], fname=f"{app}-*.log*", quote_path=True) or []
+        return [path for path in found if path.rsplit("/", 1)[1].split(".log", 1)[0] not in instances]
+
+    server.shell(
+        name="Remove the logs of instances no longer run (after fewer instances): nothing would rotate them.",
+        commands=[
+            f'cd {s["log"]} && for f in {app}-*.log*; do case "${{f%%.log*}}" in {"|".join(instances)}) ;; '
+            '*) rm -f -- "$f" ;; esac; done'
+        ],
+        _if=lambda: bool(stale_logs()),
     )
 
     up = ("RUNNING", "STARTING", "BACKOFF")

@@ -102,6 +102,8 @@ DRIFT = [
     ("loaded firewall rules", "nft flush ruleset", "nft list chain inet filter input | grep -q 'policy drop'"),
     ("enabled unit", "systemctl disable --quiet nginx", "systemctl is-enabled --quiet nginx"),
     ("stopped instance", "supervisorctl stop {app}-0", "supervisorctl status {app}-0 | grep -qE 'RUNNING|STARTING'"),
+    # A log left by an instance no longer run (after fewer instances): nothing would rotate it.
+    ("an old instance's log", "touch /var/log/{app}/{app}-9.log", "[ ! -e /var/log/{app}/{app}-9.log ]"),
     # The second login role a password rotation needs must stay a member of the app's role.
     ("login role membership", "runuser -u postgres -- psql -d {app} -qc 'REVOKE {app} FROM {app}_b'",
      "runuser -u postgres -- psql -d {app} -Atc \"SELECT pg_has_role('{app}_b', '{app}', 'MEMBER')\" | grep -qx t"),
