@@ -13,6 +13,24 @@ class LoginUser(FactBase):
         return output[0]
 
 
+class LoginPort(FactBase):
+    """The TCP port sshd received this run's login on (the 4th field of SSH_CONNECTION), None when
+    not logged in over SSH. sudo drops SSH_CONNECTION from the environment, so it is read from the
+    nearest ancestor process that has it (sudo itself, or the login shell)."""
+
+    def command(self):
+        return (
+            'p=$$; while [ "${p:-1}" -gt 1 ]; do '
+            "c=$(tr '\\0' '\\n' < /proc/$p/environ 2>/dev/null | sed -n 's/^SSH_CONNECTION=//p'); "
+            '[ -n "$c" ] && { echo "$c"; exit 0; }; '
+            "p=$(sed -n 's/^PPid:[[:space:]]*//p' /proc/$p/status); done; echo none"
+        )
+
+    def process(self, output):
+        fields = output[0].split()
+        return int(fields[3]) if len(fields) == 4 else None
+
+
 class CpuCount(FactBase):
     """Number of online CPUs."""
 

@@ -34,8 +34,13 @@ DEFAULTS = {
     "post_burst": 20,
     # Client addresses or CIDRs exempt from the POST rate limit (e.g. a load generator).
     "rate_limit_exempt": [],
-    # Inbound TCP ports the firewall (nftables) lets through: SSH, HTTP, HTTPS.
-    "firewall_tcp_ports": [22, 80, 443],
+    # Inbound TCP ports the firewall (nftables) lets through besides SSH's (sshd_port): HTTP, HTTPS.
+    "firewall_tcp_ports": [80, 443],
+    # The port sshd listens on (and the firewall opens for SSH); None: the port this run logged
+    # in on, so a run never moves it by itself. Set another to move SSH without a lockout: the
+    # firewall opens it, sshd listens on both, a new login on it is proven, then the old one closes.
+    # (Not pyinfra's ssh_port, which is where this workstation connects: during a move they differ.)
+    "sshd_port": None,
     # Debian 12 ships PostgreSQL 15.
     "postgresql_version": 15,
     # Provisioning as root (a fresh VPS): the sudo user it makes and proves before closing root's SSH login.
@@ -67,6 +72,13 @@ def _positive_int(name, value):
         number = 0
     if number < 1:
         raise SettingError(f"inventory: {name} must be a whole number of at least 1, not {value!r}")
+    return number
+
+
+def _port(name, value):
+    number = _positive_int(name, value)
+    if number > 65535:
+        raise SettingError(f"inventory: {name} must be a TCP port (1-65535), not {value!r}")
     return number
 
 
@@ -107,7 +119,7 @@ def stack():
     """
     from pyinfra import host
 
-    from deploy.facts import CpuCount, LoginUser
+    from deploy.facts import CpuCount, LoginPort, LoginUser
 
     s = {key: setting(key) for key in DEFAULTS}
     app = s["app_name"]
@@ -117,13 +129,17 @@ def stack():
         s[key] = _positive_int(key, s[key])
     for key in ("post_rate_per_second", "post_burst", "postgresql_version"):
         s[key] = _positive_int(key, s[key])
-    s["firewall_tcp_ports"] = [_positive_int("firewall_tcp_ports", port) for port in s["firewall_tcp_ports"]]
-    ssh_port = int(host.data.get("ssh_port") or 22)  # the port this run logs in on
-    if ssh_port not in s["firewall_tcp_ports"]:
-        raise SettingError(
-            f"inventory: firewall_tcp_ports {s['firewall_tcp_ports']} lacks this host's SSH port {ssh_port}: "
-            "the firewall would lock you out"
-        )
+    s["firewall_tcp_ports"] = [_port("firewall_tcp_ports", port) for port in s["firewall_tcp_ports"]]
+    # The port sshd saw this run's login arrive on (None: not over SSH); behind NAT (Vagrant) it
+    # is the server's side, not the one this workstation dialled.
+    s["login_port"] = host.get_fact(LoginPort)
+    s["sshd_port"] = _port("sshd_port", s["sshd_port"] or s["login_port"] or 22)
+    if s["sshd_port"] in s["firewall_tcp_ports"]:
+        raise SettingError(f"inventory: sshd_port {s['sshd_port']} is also in firewall_tcp_ports, the web's ports")
+    # Moving SSH: sshd listens on both ports (and the firewall opens both) until a login on the new
+    # one is proven (deploy/tasks/hardening.py); then only sshd_port is left.
+    s["ssh_port_move"] = bool(s["login_port"]) and s["login_port"] != s["sshd_port"]
+    s["ssh_ports"] = [s["sshd_port"]]
     for address in s["rate_limit_exempt"]:
         try:
             ipaddress.ip_network(address)

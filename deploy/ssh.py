@@ -40,11 +40,46 @@ def try_login(data, destination, user, *command):
     return cmd, subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
 
 
-def this_host():
-    """The current pyinfra host's SSH data and destination, for try_login (plain values, not HostData)."""
+def known_hosts_name(destination, port):
+    """How known_hosts names ``destination`` reached on ``port``: ``HOST`` on 22, else ``[HOST]:PORT``."""
+    return destination if int(port or 22) == 22 else f"[{destination}]:{port}"
+
+
+def trust_moved_port(data, destination, old, new):
+    """On this workstation: copy the host keys known for ``destination`` on port ``old`` to port
+    ``new`` in the known_hosts file ssh uses for it (``ssh -G``), so a login on the new port checks
+    the same, already trusted keys (OpenSSH names a host on another port ``[HOST]:PORT`` and would
+    refuse it as unknown). Returns the entries added (none when there are none to copy)."""
+    cmd = [*ssh_command({**data, "ssh_port": old}), "-G", destination]
+    config = subprocess.run(cmd, capture_output=True, text=True, check=False).stdout.splitlines()
+    files = next((line.split()[1:] for line in config if line.startswith("userknownhostsfile ")), [])
+    if not files or files[0] == "/dev/null":
+        return []
+    path = os.path.expanduser(files[0])
+
+    def keys(port):
+        found = subprocess.run(
+            ["ssh-keygen", "-F", known_hosts_name(destination, port), "-f", path],
+            capture_output=True, text=True, check=False,
+        ).stdout  # fmt: skip
+        return {tuple(line.split()[1:3]) for line in found.splitlines() if line and line[0] not in "#@"}
+
+    added = [f"{known_hosts_name(destination, new)} {kind} {key}\n" for kind, key in keys(old) - keys(new)]
+    if added:
+        with open(path, "a", encoding="ascii") as known:
+            known.writelines(sorted(added))
+    return added
+
+
+def this_host(port=None):
+    """The current pyinfra host's SSH data and destination, for try_login (plain values, not
+    HostData); with ``port``, the data dial that port instead (SSH moved by this run)."""
     from pyinfra import host
 
-    return {key: host.data.get(key) for key in SSH_KEYS}, host.data.get("ssh_hostname") or host.name
+    data = {key: host.data.get(key) for key in SSH_KEYS}
+    if port:
+        data["ssh_port"] = port
+    return data, host.data.get("ssh_hostname") or host.name
 
 
 def ssh_command(data, user=None):
@@ -52,6 +87,8 @@ def ssh_command(data, user=None):
     (default: login_user(data)); BatchMode: a refused key fails at once instead of prompting."""
     cmd = ["ssh", "-o", "BatchMode=yes"]
     user = user or login_user(data)
+    # Once provisioned, sshd listens on the inventory's sshd_port (it moved there), if it names one.
+    data = {**data, "ssh_port": data.get("sshd_port") or data.get("ssh_port")}
     for key, flag in (("ssh_config_file", "-F"), ("ssh_key", "-i"), ("ssh_port", "-p")):
         if data.get(key):
             value = str(data[key])

@@ -48,8 +48,11 @@ hosts = [
             "post_burst": 20,
             # Client addresses or CIDRs exempt from the POST rate limit (e.g. a load generator).
             "rate_limit_exempt": [],
-            # Inbound TCP ports the firewall lets through.
-            "firewall_tcp_ports": [22, 80, 443],
+            # Inbound TCP ports the firewall lets through besides SSH's (sshd_port).
+            "firewall_tcp_ports": [80, 443],
+            # The port sshd listens on; None: the one this run logged in on. Set another to move SSH:
+            # the run opens it, proves a login there, then closes the old one (docs/first-server.md).
+            "sshd_port": None,
             # PostgreSQL major version (Debian 12 ships 15).
             "postgresql_version": 15,
             # Provisioning as root (a fresh server): the sudo user it makes, proves over SSH, then

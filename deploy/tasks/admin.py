@@ -70,7 +70,8 @@ def first_contact(s):
         files=[("hardening/sudoers.d/admin.j2", f"/etc/sudoers.d/{admin}", "440", s)],
         check="visudo -cqf {}",
     )
-    data, destination = this_host()
+    moved = s["sshd_port"] if s["ssh_port_move"] else None  # SSH moved to sshd_port earlier in this run
+    data, destination = this_host(moved)
     python.call(
         name=f"Prove that {admin}@{destination} can log in and use sudo (a second SSH connection).",
         function=prove_admin_login,
@@ -78,8 +79,9 @@ def first_contact(s):
         data=data,
         destination=destination,
     )
-    sshd_dropin({**s, "permit_root_login": "no"}, "Close root's SSH login: the admin user is proven.", user=admin)
+    sshd_dropin({**s, "permit_root_login": "no"}, "Close root's SSH login: the admin user is proven.", admin, moved)
+    target = f"{admin}@{destination}" + (f":{moved}" if moved else "")
     python.call(
-        name=f"From now on, log in as {admin}: scripts/provision {admin}@{destination}",
-        function=lambda: print(f"\n    Root can no longer log in. From now on: {admin}@{destination}\n"),
+        name=f"From now on, log in as {admin}: scripts/provision {target}",
+        function=lambda: print(f"\n    Root can no longer log in. From now on: {target}\n"),
     )

@@ -1,12 +1,14 @@
 """Host hardening (docs/security.md): SSH, network sysctls, the firewall, security updates."""
 
+import time
+
 from pyinfra import host
 from pyinfra.api import StringCommand, deploy
 from pyinfra.operations import files, python, server, systemd
 
 from deploy.facts import FirewallLoaded, SysctlDrift
 from deploy.operations import config_files
-from deploy.ssh import this_host, try_login
+from deploy.ssh import this_host, trust_moved_port, try_login
 
 SSHD_DROPIN = "/etc/ssh/sshd_config.d/10-todo-hardening.conf"
 SYSCTL = "/etc/sysctl.d/90-todo-hardening.conf"
@@ -22,6 +24,10 @@ class LoginLost(RuntimeError):
     """After sshd's configuration changed, this run's own login no longer worked: it was undone."""
 
 
+class SshPortUnreachable(RuntimeError):
+    """Moving SSH: no login could be proven on the new port; sshd and the firewall are back on the old one."""
+
+
 def prove_login(user, data, destination):
     """On this workstation: a new SSH login as ``user`` (this run's login user) must still work
     after sshd changed (e.g. a key the new algorithms refuse). If not, remove the drop-in, reload
@@ -35,9 +41,10 @@ def prove_login(user, data, destination):
         )
 
 
-def sshd_dropin(s, name, user=None):
-    """Ensure the SSH hardening drop-in (checked with sshd -t), reload sshd if it changed, and
-    prove that ``user`` (default: this run's login user) can still log in (else undo it)."""
+def sshd_dropin(s, name, user=None, port=None):
+    """Ensure the SSH hardening drop-in (checked with sshd -t; listening on ``s["ssh_ports"]``),
+    reload sshd if it changed, and prove that ``user`` (default: this run's login user) can still
+    log in, on ``port`` (default: where this run connected), else undo it."""
     sshd = config_files(
         name=name,
         files=[("hardening/sshd_config.d/10-todo-hardening.conf.j2", SSHD_DROPIN, "600", s)],
@@ -50,7 +57,7 @@ def sshd_dropin(s, name, user=None):
         _if=sshd.did_change,
     )
     user = user or s["login_user"]
-    data, destination = this_host()
+    data, destination = this_host(port)
     python.call(
         name=f"Prove that {user} can still log in over a new SSH connection (else undo the drop-in).",
         function=prove_login,
@@ -61,17 +68,72 @@ def sshd_dropin(s, name, user=None):
     )
 
 
+def firewall(s, name):
+    """Ensure the nftables rules (SSH on ``s["ssh_ports"]``, firewall_tcp_ports; nft -c) and load
+    them if they changed or were flushed by hand."""
+    rules = config_files(
+        name=name,
+        files=[("hardening/nftables.conf.j2", "/etc/nftables.conf", "755", s)],
+        check="nft -c -f {}",
+    )
+    systemd.service(
+        name="Load the firewall rules: they changed (or were flushed) and are valid.",
+        service="nftables",
+        running=True,
+        reloaded=True,
+        # Also when the rules were flushed by hand: the file alone does not show that drift.
+        _if=lambda: rules.did_change() or not host.get_fact(FirewallLoaded),
+    )
+
+
+def finish_ssh_move(s):
+    """Moving SSH (sshd and the firewall on both ports now): prove a new login on ``sshd_port``
+    from this workstation (3 tries, 2 s apart), then close the old port; if no login is proven,
+    close the new one instead and raise SshPortUnreachable. Runs as nested operations."""
+    old, new = s["login_port"], s["sshd_port"]
+    data, destination = this_host(new)
+    trust_moved_port(data, destination, this_host()[0].get("ssh_port") or old, new)
+    for _ in range(3):
+        cmd, proof = try_login(data, destination, s["login_user"], "true")
+        if proof.returncode == 0:
+            break
+        time.sleep(2)
+    kept = new if proof.returncode == 0 else old
+    final = {**s, "ssh_ports": [kept]}
+    sshd_dropin(final, f"sshd listens on port {kept} only.", port=new if kept == new else None)
+    firewall(final, f"The firewall lets SSH in on port {kept} only.")
+    if kept == old:
+        raise SshPortUnreachable(
+            f"no login on port {new}: `{' '.join(cmd)}` exited {proof.returncode}: {proof.stderr.strip()[-300:]}. "
+            f"SSH stays on port {old}. Is port {new} blocked before the server (a provider's firewall)?"
+        )
+    user = s["admin_user"] if s["login_user"] == "root" else s["login_user"]
+    print(f"\n    SSH moved from port {old} to {new}. From now on: {user}@{destination}:{new} (ssh_port {new})\n")
+
+
 @deploy("Hardening")
 def hardening(s):
     """Ensure SSH, sysctl, firewall and update controls, each checked before it takes effect."""
     # Logged in as root (first contact): root keeps its key login until deploy/tasks/admin.py has
     # proven the admin user's; any other login user means that happened already.
     first_contact = s["login_user"] == "root"
+    s = {**s, "permit_root_login": "prohibit-password" if first_contact else "no"}
+    # Moving SSH to sshd_port: first the firewall and sshd open it beside the port of this login.
+    opening = {**s, "ssh_ports": [s["login_port"], s["sshd_port"]]} if s["ssh_port_move"] else s
+    ports = " and ".join(str(port) for port in opening["ssh_ports"])
+    firewall(opening, f"Ensure the firewall rules (nftables, nft -c): inbound SSH ({ports}), HTTP, HTTPS only.")
     sshd_dropin(
-        {**s, "permit_root_login": "prohibit-password" if first_contact else "no"},
-        "Ensure the SSH hardening drop-in (keys only, no forwarding, strong algorithms; sshd -t)."
+        opening,
+        f"Ensure the SSH hardening drop-in (port {ports}, keys only, no forwarding, strong algorithms; sshd -t)."
         + (" Root keeps its key login until the admin user is proven." if first_contact else " No root login."),
     )
+    if s["ssh_port_move"]:
+        python.call(
+            name=f"Move SSH from port {s['login_port']} to {s['sshd_port']}: prove a login there, then close "
+            f"port {s['login_port']} (if none is proven: close {s['sshd_port']} and stop).",
+            function=finish_ssh_move,
+            s=s,
+        )
     files.file(
         name="Ensure sshd_config is root-only (dev-sec sshd-02).",
         path="/etc/ssh/sshd_config",
@@ -93,19 +155,6 @@ def hardening(s):
         _if=lambda: not sysctl.did_change() and bool(host.get_fact(SysctlDrift, path=SYSCTL)),
     )
 
-    firewall = config_files(
-        name="Ensure the firewall rules (nftables: inbound SSH, HTTP, HTTPS only; nft -c).",
-        files=[("hardening/nftables.conf.j2", "/etc/nftables.conf", "755", s)],
-        check="nft -c -f {}",
-    )
-    systemd.service(
-        name="Load the firewall rules: they changed (or were flushed) and are valid.",
-        service="nftables",
-        running=True,
-        reloaded=True,
-        # Also when the rules were flushed by hand: the file alone does not show that drift.
-        _if=lambda: firewall.did_change() or not host.get_fact(FirewallLoaded),
-    )
     systemd.service(name="Ensure the firewall is loaded at boot.", service="nftables", running=True, enabled=True)
 
     files.put(

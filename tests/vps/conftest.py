@@ -46,8 +46,8 @@ def provision(target):
     return run.returncode, run.stdout
 
 
-def ssh(vps, user, command):
+def ssh(vps, user, command, port=None):
     """Run ``command`` on the VPS as ``user`` over a new SSH connection (the deploy's own
-    try_login); return the CompletedProcess."""
-    data = {"ssh_key": str(vps / "id_ed25519"), "ssh_known_hosts_file": str(vps / "known_hosts")}
+    try_login), on ``port`` (default 22); return the CompletedProcess."""
+    data = {"ssh_key": str(vps / "id_ed25519"), "ssh_known_hosts_file": str(vps / "known_hosts"), "ssh_port": port}
     return try_login(data, ADDRESS, user, command)[1]
