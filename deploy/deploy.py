@@ -10,6 +10,7 @@ sys.path for ``deploy.*``.
 """
 
 from deploy.settings import stack
+from deploy.tasks.acme import acme
 from deploy.tasks.admin import first_contact
 from deploy.tasks.hardening import hardening
 from deploy.tasks.nginx import nginx
@@ -28,5 +29,6 @@ generated = secrets(s)
 postgresql(s, generated)
 releases(s)
 nginx(s)
+acme(s)
 supervisor(s)
 first_contact(s)

@@ -28,6 +28,15 @@ DEFAULTS = {
     # None: a self-signed certificate generated on the host for server_names (kept afterwards).
     "tls_certificate": None,
     "tls_certificate_key": None,
+    # An ACME certificate (Let's Encrypt or another ACME CA) for the DNS names among server_names:
+    # the account's e-mail; None: no ACME. certbot (Debian) in webroot mode behind the running
+    # nginx, renewed by certbot.timer; the key is made on the server and never leaves it.
+    "tls_acme_email": None,
+    # The ACME directory URL (RFC 8555): Let's Encrypt's production one by default.
+    "tls_acme_server": "https://acme-v02.api.letsencrypt.org/directory",
+    # A PEM file on the workstation: the CA of the ACME server's own HTTPS certificate, for a
+    # private or test ACME server (pebble); None: the system's trusted CAs.
+    "tls_acme_ca_bundle": None,
     # POSTs per second per client address nginx lets through, and the burst above that rate
     # answered at once before 429s begin. GET and HEAD are never limited.
     "post_rate_per_second": 5,
@@ -41,6 +50,11 @@ DEFAULTS = {
     # firewall opens it, sshd listens on both, a new login on it is proven, then the old one closes.
     # (Not pyinfra's ssh_port, which is where this workstation connects: during a move they differ.)
     "sshd_port": None,
+    # Addresses or CIDRs fail2ban never bans (loopback never is), e.g. your office or a load generator.
+    "fail2ban_ignore": [],
+    # Seconds a client stays banned after 5 failed SSH logins in 10 minutes, or after nginx
+    # answered it 429 (rate limit) or 444 (unknown Host) 60 times in a minute.
+    "fail2ban_bantime": 3600,
     # Debian 12 ships PostgreSQL 15.
     "postgresql_version": 15,
     # Provisioning as root (a fresh VPS): the sudo user it makes and proves before closing root's SSH login.
@@ -127,7 +141,7 @@ def stack():
         raise SettingError(f"inventory: app_name must be 1-16 lower-case letters and digits, not {app!r}")
     for key in ("instances", "max_body_bytes", "health_timeout", "drain_timeout", "keep_releases"):
         s[key] = _positive_int(key, s[key])
-    for key in ("post_rate_per_second", "post_burst", "postgresql_version"):
+    for key in ("post_rate_per_second", "post_burst", "postgresql_version", "fail2ban_bantime"):
         s[key] = _positive_int(key, s[key])
     s["firewall_tcp_ports"] = [_port("firewall_tcp_ports", port) for port in s["firewall_tcp_ports"]]
     # The port sshd saw this run's login arrive on (None: not over SSH); behind NAT (Vagrant) it
@@ -140,17 +154,28 @@ def stack():
     # one is proven (deploy/tasks/hardening.py); then only sshd_port is left.
     s["ssh_port_move"] = bool(s["login_port"]) and s["login_port"] != s["sshd_port"]
     s["ssh_ports"] = [s["sshd_port"]]
-    for address in s["rate_limit_exempt"]:
-        try:
-            ipaddress.ip_network(address)
-        except ValueError as exc:
-            raise SettingError(f"inventory: rate_limit_exempt: {exc}") from None
+    for key in ("rate_limit_exempt", "fail2ban_ignore"):
+        for address in s[key]:
+            try:
+                ipaddress.ip_network(address)
+            except ValueError as exc:
+                raise SettingError(f"inventory: {key}: {exc}") from None
     admin = s["admin_user"]
     if not isinstance(admin, str) or not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", admin) or admin in ("root", app):
         raise SettingError(f"inventory: admin_user must be a new user name (not root or {app}), not {admin!r}")
     if bool(s["tls_certificate"]) != bool(s["tls_certificate_key"]):
         raise SettingError("inventory: set tls_certificate and tls_certificate_key together, or neither (self-signed)")
     s["server_names"] = server_names()
+    # ACME (RFC 8555) issues for DNS names; IP addresses among server_names keep being served.
+    s["acme_names"] = [name for name in s["server_names"] if not subject_alt_names([name]).startswith("IP:")]
+    if s["tls_acme_email"]:
+        if s["tls_certificate"]:
+            raise SettingError("inventory: set tls_acme_email or tls_certificate, not both")
+        if not s["acme_names"] or not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", str(s["tls_acme_email"])):
+            raise SettingError(
+                "inventory: tls_acme_email needs an e-mail address and DNS names in server_names, not "
+                f"{s['tls_acme_email']!r} and {s['server_names']}"
+            )
     s["workers"] = workers_per_instance(host.get_fact(CpuCount), s["instances"], s["workers_per_instance"])
     s["instance_names"] = [f"{app}-{n}" for n in range(s["instances"])]
     # Who this run logged in as (before sudo): root means first contact (deploy/tasks/admin.py).
@@ -171,5 +196,9 @@ def stack():
         tls_cert=f"/etc/ssl/{app}/{app}.crt",
         tls_key=f"/etc/ssl/{app}/{app}.key",
         nginx_snippets=f"/etc/nginx/snippets/{app}",
+        acme_webroot=f"/var/www/{app}-acme",
+        acme_hook=f"/usr/local/sbin/{app}-certbot-deploy",
+        acme_ca=f"/etc/letsencrypt/{app}-acme-ca.pem",
+        acme_lineage=f"/etc/letsencrypt/live/{app}",
     )
     return s

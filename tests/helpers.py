@@ -16,6 +16,8 @@ APP = "todo"
 #: address the local inventory exempts from the POST rate limit (scripts/machine adds it;
 #: 192.168.56.1, where a browser on this box comes from, is limited like any client).
 LOAD_GENERATOR = "192.168.56.2"
+#: A client on this box's side that no inventory exempts from fail2ban: the ban tests' source.
+OTHER_CLIENT = "192.168.56.3"
 #: Texts of the todos add_todo() made in this session (deleted again at its end).
 ADDED = []
 
@@ -42,24 +44,37 @@ def missing_security_headers(response):
             if response.headers.get(name) != value}  # fmt: skip
 
 
-class _FromLoadGenerator(HTTPAdapter):
-    """Connections from LOAD_GENERATOR (the rate-limit-exempt source address)."""
+class _Adapter(HTTPAdapter):
+    """Connections from ``source`` (None: this box's own address), speaking to the server as
+    ``name`` (TLS SNI and the certificate's name check; None: the URL's host)."""
+
+    def __init__(self, source=None, name=None):
+        self.source, self.name = source, name
+        super().__init__()
 
     def init_poolmanager(self, *args, **kwargs):
-        kwargs["source_address"] = (LOAD_GENERATOR, 0)
+        if self.source:
+            kwargs["source_address"] = (self.source, 0)
+        if self.name:
+            kwargs.update(server_hostname=self.name, assert_hostname=self.name)
         super().init_poolmanager(*args, **kwargs)
 
 
-def new_session(address, load_generator=True):
+def new_session(address, load_generator=True, name=None):
     """A requests session for https://ADDRESS/ (the Host nginx answers to), from the load
-    generator's address unless ``load_generator`` is false (then from this box's own address)."""
+    generator's address unless ``load_generator`` is false (then from this box's own address).
+    With ``name`` (a DNS name nginx serves, e.g. an ACME certificate's), the session connects
+    to ADDRESS but asks for ``name``: Host header, SNI and the certificate's name check, as a
+    client that resolved ``name`` to ADDRESS would, without touching this box's resolver."""
     session = requests.Session()
-    if load_generator:
-        session.mount("https://", _FromLoadGenerator())
-        session.mount("http://", _FromLoadGenerator())
+    adapter = _Adapter(LOAD_GENERATOR if load_generator else None, name)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
     session.base = f"https://{address}"
+    if name:
+        session.headers["Host"] = name
     # As a browser sends it (Referrer-Policy same-origin); Flask-WTF requires it on HTTPS POSTs.
-    session.headers["Referer"] = f"{session.base}/"
+    session.headers["Referer"] = f"https://{name or address}/"
     return session
 
 

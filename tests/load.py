@@ -21,10 +21,11 @@ STYLESHEET = re.compile(r'href="(/static/[^"]+\.css)"')
 
 
 class Load:
-    """``clients`` concurrent clients against https://ADDRESS/ (use as a context manager)."""
+    """``clients`` concurrent clients against https://ADDRESS/ (use as a context manager); with
+    ``name``, asking for that DNS name there (helpers.new_session)."""
 
-    def __init__(self, address, clients=20, max_seconds=180.0, max_requests=50_000):
-        self.address, self.base = address, f"https://{address}"
+    def __init__(self, address, clients=20, max_seconds=180.0, max_requests=50_000, name=None):
+        self.address, self.base, self.name = address, f"https://{address}", name
         self.clients = clients
         self.max_seconds = max_seconds
         self.max_requests = max_requests
@@ -82,7 +83,7 @@ class Load:
             return True
 
     def _client(self, n):
-        session = helpers.new_session(self.address)
+        session = helpers.new_session(self.address, name=self.name)
         try:
             token = helpers.csrf_token(session)
         except (requests.RequestException, AttributeError) as exc:

@@ -43,6 +43,13 @@ hosts = [
             # None: a self-signed certificate made on the server (365 days, renewed by provisioning).
             "tls_certificate": None,
             "tls_certificate_key": None,
+            # Your e-mail for an ACME certificate (Let's Encrypt) for the DNS names in server_names,
+            # got and renewed on the server by certbot behind nginx; None: no ACME.
+            "tls_acme_email": None,
+            # The ACME directory URL (RFC 8555) and, for a private ACME server, the CA file (on this
+            # workstation) of its own HTTPS certificate; None: the system's CAs.
+            "tls_acme_server": "https://acme-v02.api.letsencrypt.org/directory",
+            "tls_acme_ca_bundle": None,
             # POSTs per second per client address, and the burst above it before 429s; GETs are never limited.
             "post_rate_per_second": 5,
             "post_burst": 20,
@@ -53,6 +60,11 @@ hosts = [
             # The port sshd listens on; None: the one this run logged in on. Set another to move SSH:
             # the run opens it, proves a login there, then closes the old one (docs/first-server.md).
             "sshd_port": None,
+            # Addresses or CIDRs fail2ban never bans (your office, a monitoring host); loopback never is.
+            "fail2ban_ignore": [],
+            # Seconds a client stays banned (after 5 failed SSH logins in 10 minutes, or 60 answers
+            # of 429/444 from nginx in a minute).
+            "fail2ban_bantime": 3600,
             # PostgreSQL major version (Debian 12 ships 15).
             "postgresql_version": 15,
             # Provisioning as root (a fresh server): the sudo user it makes, proves over SSH, then

@@ -12,6 +12,9 @@ hosts = [
             # Only the tests' load generator (its own source address, tests/helpers.py) is exempt
             # from the POST rate limit; a browser on this box (192.168.56.1) is limited like any client.
             "rate_limit_exempt": ["192.168.56.2"],
+            # This box and the load generator are never banned by fail2ban (tests run from them);
+            # 192.168.56.3 is the ban tests' client (tests/host/test_hardening.py).
+            "fail2ban_ignore": ["192.168.56.1", "192.168.56.2"],
         },
     )
 ]

@@ -167,3 +167,26 @@ def hardening(s):
     )
     for timer in ("apt-daily.timer", "apt-daily-upgrade.timer"):
         systemd.service(name=f"Ensure {timer} is enabled.", service=timer, running=True, enabled=True)
+    config_files(
+        name="Ensure needrestart lists services running replaced libraries, never restarts them (perl -c).",
+        files=[("hardening/needrestart/todo.conf", f"/etc/needrestart/conf.d/{s['app_name']}.conf", "644", None)],
+        check="perl -c {} 2>/dev/null",
+    )
+
+    app = s["app_name"]
+    jails = config_files(
+        name="Ensure fail2ban's jails: failed SSH logins, nginx's 429 and 444 answers (fail2ban-client --test).",
+        files=[
+            ("hardening/fail2ban/jail.d/todo.conf.j2", f"/etc/fail2ban/jail.d/{app}.conf", "644", s),
+            ("hardening/fail2ban/filter.d/todo-nginx.conf", f"/etc/fail2ban/filter.d/{app}-nginx.conf", "644", None),
+        ],
+        check="fail2ban-client --test >/dev/null",
+    )
+    systemd.service(
+        name="Reload fail2ban: its jails changed and are valid.",
+        service="fail2ban",
+        running=True,
+        reloaded=True,
+        _if=jails.did_change,
+    )
+    systemd.service(name="Ensure fail2ban is running and enabled.", service="fail2ban", running=True, enabled=True)

@@ -30,14 +30,17 @@ def certificate(s):
     names, sans = s["server_names"], subject_alt_names(s["server_names"])
 
     def stale():
-        """No certificate or key, other names, a lifetime over 365 days, or under 30 days left."""
+        """No certificate or key; else (without ACME, whose certificate replaces this one and
+        is renewed by certbot) other names, a lifetime over 365 days, or under 30 days left."""
         cert = host.get_fact(Certificate, path=s["tls_cert"])
-        return (
-            host.get_fact(File, path=s["tls_key"]) is None
-            or cert is None
-            or sorted(cert["names"]) != sorted(sans.split(","))
-            or cert["lifetime"] > SELF_SIGNED_DAYS * DAY
-            or cert["remaining"] < RENEW_DAYS * DAY
+        missing = host.get_fact(File, path=s["tls_key"]) is None or cert is None
+        return missing or (
+            not s["tls_acme_email"]
+            and (
+                sorted(cert["names"]) != sorted(sans.split(","))
+                or cert["lifetime"] > SELF_SIGNED_DAYS * DAY
+                or cert["remaining"] < RENEW_DAYS * DAY
+            )
         )
 
     generated = server.shell(
@@ -59,7 +62,7 @@ def certificate(s):
 @deploy("nginx")
 def nginx(s):
     """Ensure nginx's certificate and configuration (checked with nginx -t), reloaded only when it changed."""
-    dropin("nginx.service", s)
+    unit = dropin("nginx.service", s)
     tls = certificate(s)
     config = config_files(
         name="Ensure nginx's configuration: nginx.conf, the snippets and the site (nginx -t).",
@@ -92,3 +95,9 @@ def nginx(s):
         _if=lambda: any(op.did_change() for op in changed),
     )
     systemd.service(name="Ensure nginx is running and enabled.", service="nginx", running=True, enabled=True)
+    systemd.service(
+        name="Restart nginx: its unit's drop-in (sandbox) changed, which a reload does not apply.",
+        service="nginx",
+        restarted=True,
+        _if=unit.did_change,
+    )

@@ -18,7 +18,9 @@ def packages(s):
     apt.packages(
         name="Ensure nginx, supervisor, PostgreSQL, Python and the release tool's needs are installed.",
         packages=["nginx", "supervisor", f"postgresql-{s['postgresql_version']}", "python3-venv", "libpq5"]
-        + ["ca-certificates", "git", "sudo", "iproute2", "openssl", "nftables", "unattended-upgrades", "logrotate"],
+        + ["ca-certificates", "git", "sudo", "iproute2", "openssl", "nftables", "unattended-upgrades", "logrotate"]
+        # fail2ban reads sshd's journal through python3-systemd; needrestart names stale services.
+        + ["fail2ban", "python3-systemd", "needrestart"],
         no_recommends=True,
         update=True,
         cache_time=3600,

@@ -13,7 +13,7 @@ from deploy.operations import dropin
 def supervisor(s):
     """Ensure the supervisor programs; roll the instances onto a changed program one at a time;
     start any instance found stopped."""
-    dropin("supervisor.service", s)
+    unit = dropin("supervisor.service", s)
     app, instances = s["app_name"], s["instance_names"]
     program = files.template(
         name=f"Ensure the supervisor programs {', '.join(instances)} (one per gunicorn instance).",
@@ -25,6 +25,12 @@ def supervisor(s):
         **s,
     )
     systemd.service(name="Ensure supervisor is running and enabled.", service="supervisor", running=True, enabled=True)
+    systemd.service(
+        name="Restart supervisor (and the instances): its unit's drop-in (sandbox) changed.",
+        service="supervisor",
+        restarted=True,
+        _if=unit.did_change,
+    )
 
     def released():
         return host.get_fact(Link, path=f"{s['srv']}/current") is not None

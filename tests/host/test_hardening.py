@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_until
+from tests.conftest import ADDRESS
+from tests.helpers import OTHER_CLIENT, wait_until
 
 #: gixy-ng and ssh-audit, from the same virtualenv as pytest (requirements-dev.txt).
 GIXY = Path(sys.executable).parent / "gixy"
@@ -182,6 +183,8 @@ def test_firewall_drops_inbound_except_ssh_http_https(host):
     assert host.service("nftables").is_enabled
     ruleset = host.check_output("nft list chain inet filter input")
     assert "policy drop;" in ruleset and "tcp dport { 22, 80, 443 } accept" in ruleset
+    # Reloading the rules replaces only this table: fail2ban's bans live in their own.
+    assert "flush ruleset" not in host.file("/etc/nftables.conf").content_string
 
 
 def test_firewall_blocks_other_ports_from_outside(host, machine_address):
@@ -244,3 +247,100 @@ def test_postgresql_stores_scram_sha_256_only(host):
     assert host.check_output("runuser -u postgres -- psql -Atc 'SHOW password_encryption'") == "scram-sha-256"
     hba = host.check_output("runuser -u postgres -- psql -Atc 'SELECT DISTINCT auth_method FROM pg_hba_file_rules'")
     assert set(hba.split()) <= {"peer", "scram-sha-256"}, hba
+
+
+#: systemd-analyze security's exposure goal for the units the stack sandboxes ("MEDIUM" or better).
+SANDBOX_EXPOSURE_MAX = 5.0
+
+
+@pytest.mark.parametrize("unit", ["nginx.service", "supervisor.service"])
+def test_systemd_analyze_security_rates_the_unit_medium_or_better(host, unit):
+    """systemd's own judge of the unit's sandbox (systemd-analyze(1), "security")."""
+    out = host.check_output(f"systemd-analyze security --no-pager {unit} 2>&1 | tail -1")
+    exposure = float(out.split(f"{unit}:")[1].split()[0])
+    assert exposure <= SANDBOX_EXPOSURE_MAX, out
+
+
+@pytest.mark.parametrize("unit", ["nginx.service", "supervisor.service"])
+def test_the_running_service_has_its_sandbox(host, unit):
+    """The running main process has the drop-in's sandbox (no new privileges, a narrow capability
+    bounding set, a read-only /usr), not only the unit file: provisioning restarted it."""
+    pid = host.check_output(f"systemctl show -P MainPID {unit}")
+    status = host.check_output(f"grep -E '^(NoNewPrivs|CapBnd):' /proc/{pid}/status")
+    fields = dict(line.split(":\t") for line in status.splitlines())
+    assert fields["NoNewPrivs"] == "1", status
+    assert int(fields["CapBnd"], 16) & (1 << 21) == 0, f"CAP_SYS_ADMIN in the bounding set: {status}"
+    probe = host.run(f"nsenter -t {pid} -m sh -c 'touch /usr/.todo-sandbox-probe'")
+    assert probe.rc != 0 and "Read-only file system" in probe.stderr, probe.stderr
+
+
+def banned(host, jail):
+    """The addresses fail2ban's ``jail`` holds banned now."""
+    status = host.check_output(f"fail2ban-client status {jail}")
+    return status.split("Banned IP list:")[1].split()
+
+
+def connects(port, source=OTHER_CLIENT):
+    """True when a TCP connection from ``source`` (on this box) to the machine's ``port`` opens."""
+    try:
+        socket.create_connection((ADDRESS, port), timeout=3, source_address=(source, 0)).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def unban(host):
+    """Unban OTHER_CLIENT from the jails a test names (also when it fails): the host as found."""
+    jails = []
+    yield jails.append
+    for jail in jails:  # fail2ban-client exits 255 (testinfra's "SSH failed") when it was not banned
+        host.run(f"fail2ban-client set {jail} unbanip {OTHER_CLIENT} || true")
+
+
+def test_fail2ban_bans_a_client_after_failed_ssh_logins_and_unbans_it(host, unban):
+    """5 logins as a user that does not exist, from a client no inventory exempts: banned from
+    SSH (refused) while this box's own address still connects; unbanned, it connects again."""
+    unban("sshd")
+    assert connects(22), "the client was banned before the test"
+    for _ in range(5):
+        subprocess.run(
+            ["ssh", "-b", OTHER_CLIENT, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+             "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", f"nosuchuser@{ADDRESS}", "true"],
+            capture_output=True, timeout=30, check=False,
+        )  # fmt: skip
+    wait_until(lambda: OTHER_CLIENT in banned(host, "sshd"), timeout=30)
+    assert not connects(22), "a banned client still reaches sshd"
+    assert connects(22, source="192.168.56.1") and connects(443), "the ban reaches beyond the client and SSH"
+    host.check_output(f"fail2ban-client set sshd unbanip {OTHER_CLIENT}")
+    assert connects(22)
+
+
+def test_fail2ban_bans_a_client_nginx_keeps_answering_444(host, app_name, unban):
+    """60 requests for a Host nginx does not serve (444, the connection closed unanswered):
+    banned from HTTP and HTTPS, not from SSH."""
+    jail = f"{app_name}-nginx"
+    unban(jail)
+    for _ in range(60):
+        try:
+            with socket.create_connection((ADDRESS, 80), timeout=3, source_address=(OTHER_CLIENT, 0)) as raw:
+                raw.sendall(b"GET / HTTP/1.1\r\nHost: not-this-site.invalid\r\nConnection: close\r\n\r\n")
+                raw.recv(1024)
+        except OSError:
+            break  # banned already
+    wait_until(lambda: OTHER_CLIENT in banned(host, jail), timeout=30)
+    assert not connects(443) and not connects(80), "a banned client still reaches nginx"
+    assert connects(22)
+    host.check_output(f"fail2ban-client set {jail} unbanip {OTHER_CLIENT}")
+    assert connects(443)
+
+
+def test_needrestart_lists_services_on_replaced_libraries_and_restarts_none(host):
+    """needrestart runs (batch mode, as after an apt run) in list-only mode: the operator rolls
+    the instances with the release tool instead (docs/operations.md)."""
+    out = host.check_output("needrestart -b")
+    assert "NEEDRESTART-VER:" in out, out
+    mode = host.check_output(
+        "perl -e 'our %nrconf; do $_ for glob(\"/etc/needrestart/conf.d/*.conf\"); print $nrconf{restart}'"
+    )
+    assert mode == "l", mode

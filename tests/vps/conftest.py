@@ -30,6 +30,7 @@ def inventory(vps, path, user, **settings):
         "ssh_known_hosts_file": str(vps / "known_hosts"),
         "server_names": [ADDRESS],
         "rate_limit_exempt": ["192.168.56.2"],
+        "fail2ban_ignore": ["192.168.56.1", "192.168.56.2"],
         **({"_sudo": True} if user != "root" else {}),
         **settings,
     }
