@@ -2,6 +2,7 @@
 and the chaos tests' probes of processes."""
 
 import re
+import socket
 import time
 import uuid
 
@@ -18,6 +19,20 @@ APP = "todo"
 LOAD_GENERATOR = "192.168.56.2"
 #: A client on this box's side that no inventory exempts from fail2ban: the ban tests' source.
 OTHER_CLIENT = "192.168.56.3"
+#: The machine's address (tests/conftest.py proves its route local before any test runs).
+MACHINE = "192.168.56.10"
+
+
+def connects(port, source=OTHER_CLIENT, address=MACHINE):
+    """True when a TCP connection from ``source`` (an address on this box) to ``address``:``port``
+    opens within 3 s; False when it is refused or dropped (a firewall, a fail2ban ban)."""
+    try:
+        socket.create_connection((address, port), timeout=3, source_address=(source, 0)).close()
+        return True
+    except OSError:
+        return False
+
+
 #: Texts of the todos add_todo() made in this session (deleted again at its end).
 ADDED = []
 

@@ -4,6 +4,7 @@ import time
 
 from pyinfra import host
 from pyinfra.api import StringCommand, deploy
+from pyinfra.facts.files import File
 from pyinfra.operations import files, python, server, systemd
 
 from deploy.facts import FirewallLoaded, SysctlDrift
@@ -76,13 +77,21 @@ def firewall(s, name):
         files=[("hardening/nftables.conf.j2", "/etc/nftables.conf", "755", s)],
         check="nft -c -f {}",
     )
-    systemd.service(
+    loaded = systemd.service(
         name="Load the firewall rules: they changed (or were flushed) and are valid.",
         service="nftables",
         running=True,
         reloaded=True,
         # Also when the rules were flushed by hand: the file alone does not show that drift.
         _if=lambda: rules.did_change() or not host.get_fact(FirewallLoaded),
+    )
+    # A flush by hand took fail2ban's table too: fail2ban still lists its bans but no longer
+    # enforces them. A restart makes its table again and bans again from its database.
+    systemd.service(
+        name="Restart fail2ban: the firewall was loaded again (its table may have gone with a flush).",
+        service="fail2ban",
+        restarted=True,
+        _if=lambda: loaded.did_change() and host.get_fact(File, path="/usr/bin/fail2ban-client") is not None,
     )
 
 

@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from tests.conftest import REPO
+from tests.helpers import OTHER_CLIENT, connects, wait_until
 
 #: What scripts/provision is pointed at for the re-run (local machine by default).
 TARGET = os.environ.get("TODO_PROVISION_TARGET", "local")
@@ -70,13 +71,19 @@ def test_dry_run_shows_drift_and_changes_nothing(host):
 
 @pytest.mark.destructive
 def test_provision_reloads_a_flushed_firewall(host):
-    """Drift the config files cannot show: the rules were flushed by hand, the file is intact."""
-    host.check_output("nft flush ruleset")
+    """Drift the config files cannot show: the rules were flushed by hand, the file is intact.
+    fail2ban's table went with them: provisioning restarts fail2ban, which enforces its bans again."""
+    host.check_output(f"fail2ban-client set sshd banip {OTHER_CLIENT}")
     try:
+        wait_until(lambda: not connects(22), timeout=10)
+        host.check_output("nft flush ruleset")
+        assert connects(22), "the ban outlived the flush: this test proves nothing"
         provision()
         assert "policy drop;" in host.check_output("nft list chain inet filter input")
+        wait_until(lambda: not connects(22), timeout=10)
     finally:
         host.run("nft list chain inet filter input >/dev/null 2>&1 || systemctl reload nftables")
+        host.run(f"fail2ban-client unban {OTHER_CLIENT} || true")
 
 
 def grand_total(output):
