@@ -29,6 +29,7 @@ generated = secrets(s)
 postgresql(s, generated)
 releases(s)
 nginx(s)
-acme(s)
 supervisor(s)
 first_contact(s)
+# Last: a domain that does not resolve here yet fails only this step, after everything else.
+acme(s)

@@ -78,13 +78,15 @@ class SupervisorStates(FactBase):
 
 
 class Certificate(FactBase):
-    """A PEM certificate's subjectAltName entries (``IP:…``/``DNS:…``) and validity in seconds:
-    {"names": [...], "lifetime": s, "remaining": s}; None when the file is missing or unreadable."""
+    """A PEM certificate's subjectAltName entries (``IP:…``/``DNS:…``), validity in seconds and
+    whether it is self-signed (subject = issuer): {"names": [...], "lifetime": s, "remaining": s,
+    "self_signed": bool}; None when the file is missing or unreadable."""
 
     def command(self, path):
         return (
             f"[ -r {path} ] || exit 0; "
-            f"openssl x509 -in {path} -noout -ext subjectAltName -startdate -enddate 2>/dev/null; echo now=$(date +%s)"
+            f"openssl x509 -in {path} -noout -ext subjectAltName -startdate -enddate -subject -issuer "
+            "-nameopt RFC2253 2>/dev/null; echo now=$(date +%s)"
         )
 
     def process(self, output):
@@ -102,7 +104,10 @@ class Certificate(FactBase):
 
         names = re.findall(r"(IP Address|DNS):([^,\s]+)", text)
         now = int(re.search(r"now=(\d+)", text).group(1))
+        subject = re.search(r"^subject=(.*)$", text, re.M)
+        issuer = re.search(r"^issuer=(.*)$", text, re.M)
         return {
+            "self_signed": bool(subject and issuer) and subject.group(1) == issuer.group(1),
             "names": [f"{'IP' if kind == 'IP Address' else 'DNS'}:{value}" for kind, value in names],
             "lifetime": stamp("notAfter") - stamp("notBefore"),
             "remaining": stamp("notAfter") - now,

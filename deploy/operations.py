@@ -110,14 +110,18 @@ def _quote(path):
 
 
 def dropin(unit, s):
-    """Ensure the stack's systemd drop-in for ``unit`` (systemd/<unit>.d/todo.conf); reload systemd if it changed."""
-    put = files.put(
+    """Ensure the stack's systemd drop-in for ``unit`` (systemd/<unit>.d/todo.conf, or
+    todo.conf.j2 rendered with the settings ``s``); reload systemd if it changed."""
+    src = f"systemd/{unit}.d/todo.conf"
+    template = os.path.exists(os.path.join(state.cwd or "", f"{src}.j2"))
+    put = (files.template if template else files.put)(
         name=f"Ensure the systemd drop-in for {unit}.",
-        src=f"systemd/{unit}.d/todo.conf",
+        src=f"{src}.j2" if template else src,
         dest=f"/etc/systemd/system/{unit}.d/{s['app_name']}.conf",
         user="root",
         group="root",
         mode="644",
+        **(s if template else {}),
     )
     systemd.daemon_reload(name=f"Reload systemd units: the {unit} drop-in changed.", _if=put.did_change)
     return put

@@ -147,9 +147,13 @@ def stack():
     # The port sshd saw this run's login arrive on (None: not over SSH); behind NAT (Vagrant) it
     # is the server's side, not the one this workstation dialled.
     s["login_port"] = host.get_fact(LoginPort)
-    s["sshd_port"] = _port("sshd_port", s["sshd_port"] or s["login_port"] or 22)
+    # Unknown (no SSH_CONNECTION found): keep sshd where this workstation dials it.
+    s["sshd_port"] = _port("sshd_port", s["sshd_port"] or s["login_port"] or host.data.get("ssh_port") or 22)
     if s["sshd_port"] in s["firewall_tcp_ports"]:
-        raise SettingError(f"inventory: sshd_port {s['sshd_port']} is also in firewall_tcp_ports, the web's ports")
+        raise SettingError(
+            f"inventory: firewall_tcp_ports {s['firewall_tcp_ports']} holds SSH's port {s['sshd_port']}: it lists "
+            "the other ports now (default [80, 443]); SSH's is sshd_port (default: the one you log in on)"
+        )
     # Moving SSH: sshd listens on both ports (and the firewall opens both) until a login on the new
     # one is proven (deploy/tasks/hardening.py); then only sshd_port is left.
     s["ssh_port_move"] = bool(s["login_port"]) and s["login_port"] != s["sshd_port"]

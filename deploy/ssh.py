@@ -52,10 +52,15 @@ def trust_moved_port(data, destination, old, new):
     refuse it as unknown). Returns the entries added (none when there are none to copy)."""
     cmd = [*ssh_command({**data, "ssh_port": old}), "-G", destination]
     config = subprocess.run(cmd, capture_output=True, text=True, check=False).stdout.splitlines()
-    files = next((line.split()[1:] for line in config if line.startswith("userknownhostsfile ")), [])
+    option = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in config if " " in line}
+    files = option.get("userknownhostsfile", "").split()
     if not files or files[0] == "/dev/null":
         return []
     path = os.path.expanduser(files[0])
+    if option.get("hostkeyalias"):
+        return []  # ssh checks the alias's keys whatever the port
+    # known_hosts names the host by the HostName an alias (ssh_config's Host, e.g. "default") stands for.
+    destination = option.get("hostname") or destination
 
     def keys(port):
         found = subprocess.run(

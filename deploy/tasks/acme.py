@@ -7,7 +7,7 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.facts.files import File, Sha1File
+from pyinfra.facts.files import File, FileContents, Sha1File
 from pyinfra.operations import apt, files, server, systemd
 
 from deploy.facts import Certificate
@@ -23,6 +23,12 @@ def acme(s):
             commands=[f"certbot delete --non-interactive --cert-name {app}"],
             _if=lambda: host.get_fact(File, path=f"/etc/letsencrypt/renewal/{app}.conf") is not None,
         )
+        gone = files.file(
+            name="No ACME: remove certbot.service's drop-in (it would install certbot's certificate).",
+            path=f"/etc/systemd/system/certbot.service.d/{app}.conf",
+            present=False,
+        )
+        systemd.daemon_reload(name="Reload systemd units: certbot.service's drop-in is gone.", _if=gone.did_change)
         return
     apt.packages(name="Ensure certbot is installed.", packages=["certbot"], no_recommends=True)
     files.directory(
@@ -52,39 +58,43 @@ def acme(s):
             mode="644",
         )
         env = f"REQUESTS_CA_BUNDLE={s['acme_ca']} "
-    dropin_path = f"/etc/systemd/system/certbot.service.d/{app}.conf"
-    if s["tls_acme_ca_bundle"]:
-        ca_dropin = files.template(
-            name="Ensure certbot.service's renewals trust the ACME server's CA (tls_acme_ca_bundle).",
-            src="systemd/certbot.service.d/todo.conf.j2",
-            dest=dropin_path,
-            user="root",
-            group="root",
-            mode="644",
-            create_remote_dir=True,
-            **s,
-        )
-    else:
-        ca_dropin = files.file(
-            name="Ensure certbot.service has no CA drop-in (the system's CAs).", path=dropin_path, present=False
-        )
-    systemd.daemon_reload(name="Reload systemd units: certbot.service's drop-in changed.", _if=ca_dropin.did_change)
+    certbot_dropin = files.template(
+        name="Ensure certbot.service's drop-in (the ACME server's CA; the deploy hook again if it failed).",
+        src="systemd/certbot.service.d/todo.conf.j2",
+        dest=f"/etc/systemd/system/certbot.service.d/{app}.conf",
+        user="root",
+        group="root",
+        mode="644",
+        create_remote_dir=True,
+        **s,
+    )
+    systemd.daemon_reload(
+        name="Reload systemd units: certbot.service's drop-in changed.", _if=certbot_dropin.did_change
+    )
 
     names = s["acme_names"]
     certonly = [
         "certbot", "certonly", "--non-interactive", "--agree-tos", "--no-eff-email",
         "--email", s["tls_acme_email"], "--server", s["tls_acme_server"],
         "--webroot", "--webroot-path", s["acme_webroot"], "--cert-name", app, "--key-type", "ecdsa",
-        "--deploy-hook", s["acme_hook"], *(arg for name in names for arg in ("--domain", name)),
+        "--deploy-hook", s["acme_hook"], "--force-renewal",
+        *(arg for name in names for arg in ("--domain", name)),
     ]  # fmt: skip
+    renewal = f"/etc/letsencrypt/renewal/{app}.conf"
+
+    def obtain():
+        """No certificate from certbot yet, or one for other names or from another ACME server."""
+        names_now = (host.get_fact(Certificate, path=f"{lineage}/cert.pem") or {}).get("names", [])
+        server_now = [line for line in host.get_fact(FileContents, path=renewal) or [] if line.startswith("server =")]
+        return sorted(names_now) != sorted(f"DNS:{name}" for name in names) or server_now != [
+            f"server = {s['tls_acme_server']}"
+        ]
+
     server.shell(
         name=f"Obtain the ACME certificate for {', '.join(names)} from {s['tls_acme_server']} (certbot webroot; "
         "its deploy hook installs it and reloads nginx).",
         commands=[env + shlex.join(certonly)],
-        _if=lambda: (
-            sorted((host.get_fact(Certificate, path=f"{lineage}/cert.pem") or {}).get("names", []))
-            != sorted(f"DNS:{name}" for name in names)
-        ),
+        _if=obtain,
     )
     server.shell(
         name="Install certbot's current certificate for nginx (its deploy hook): nginx serves another one.",

@@ -80,7 +80,8 @@ def first_contact(s):
         destination=destination,
     )
     sshd_dropin({**s, "permit_root_login": "no"}, "Close root's SSH login: the admin user is proven.", admin, moved)
-    target = f"{admin}@{destination}" + (f":{moved}" if moved else "")
+    port = moved or data.get("ssh_port")
+    target = f"{admin}@{destination}" + (f":{port}" if port and int(port) != 22 else "")
     python.call(
         name=f"From now on, log in as {admin}: scripts/provision {target}",
         function=lambda: print(f"\n    Root can no longer log in. From now on: {target}\n"),

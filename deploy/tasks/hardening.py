@@ -8,7 +8,7 @@ from pyinfra.facts.files import File
 from pyinfra.operations import files, python, server, systemd
 
 from deploy.facts import FirewallLoaded, SysctlDrift
-from deploy.operations import config_files
+from deploy.operations import config_files, dropin
 from deploy.ssh import this_host, trust_moved_port, try_login
 
 SSHD_DROPIN = "/etc/ssh/sshd_config.d/10-todo-hardening.conf"
@@ -29,16 +29,35 @@ class SshPortUnreachable(RuntimeError):
     """Moving SSH: no login could be proven on the new port; sshd and the firewall are back on the old one."""
 
 
-def prove_login(user, data, destination):
+def proven(data, destination, user, port=None, tries=3):
+    """On this workstation: (argv, CompletedProcess) of a new SSH login as ``user``, tried up to
+    ``tries`` times 2 s apart (sshd re-executes itself on a reload). With ``port``, the login
+    must have reached sshd on that port as the server sees it (SSH_CONNECTION), not a port
+    forwarded to another one (NAT, Vagrant)."""
+    for attempt in range(tries):
+        cmd, proof = try_login(data, destination, user, 'echo "$SSH_CONNECTION"')
+        fields = proof.stdout.split()
+        if proof.returncode == 0 and port and (len(fields) != 4 or fields[3] != str(port)):
+            proof.returncode, proof.stderr = 1, f"the login reached sshd's port {fields[3:]}, not {port} (NAT?)"
+        if proof.returncode == 0 or attempt == tries - 1:
+            return cmd, proof
+        time.sleep(2)
+
+
+def prove_login(user, data, destination, ports):
     """On this workstation: a new SSH login as ``user`` (this run's login user) must still work
-    after sshd changed (e.g. a key the new algorithms refuse). If not, remove the drop-in, reload
-    sshd (back to what let this run in) and stop the run."""
-    cmd, proof = try_login(data, destination, user, "true")
+    after sshd changed (e.g. a key the new algorithms refuse). If not, put a drop-in with only
+    the ``ports`` the firewall lets in (Debian's sshd settings otherwise, as before the stack's
+    hardening), reload sshd and stop the run."""
+    cmd, proof = proven(data, destination, user)
     if proof.returncode != 0:
-        host.run_shell_command(StringCommand(f"rm -f {SSHD_DROPIN} && systemctl reload ssh"), _sudo=user != "root")
+        lines = "".join(f"Port {port}\\n" for port in ports)
+        undo = f"printf '{lines}' > {SSHD_DROPIN} && chmod 600 {SSHD_DROPIN} && systemctl reload ssh"
+        host.run_shell_command(StringCommand(undo), _sudo=user != "root")
         raise LoginLost(
             f"`{' '.join(cmd)}` exited {proof.returncode} after sshd's hardening: {proof.stderr.strip()[-400:]}. "
-            "The drop-in was removed and sshd reloaded; log in with an ed25519 key (or RSA >= 3072 bits), run again."
+            f"The drop-in now holds only the SSH port(s) {ports} and sshd was reloaded; log in with an ed25519 "
+            "key (or RSA >= 3072 bits), run again."
         )
 
 
@@ -65,6 +84,7 @@ def sshd_dropin(s, name, user=None, port=None):
         user=user,
         data=data,
         destination=destination,
+        ports=s["ssh_ports"],
         _if=sshd.did_change,
     )
 
@@ -102,11 +122,7 @@ def finish_ssh_move(s):
     old, new = s["login_port"], s["sshd_port"]
     data, destination = this_host(new)
     trust_moved_port(data, destination, this_host()[0].get("ssh_port") or old, new)
-    for _ in range(3):
-        cmd, proof = try_login(data, destination, s["login_user"], "true")
-        if proof.returncode == 0:
-            break
-        time.sleep(2)
+    cmd, proof = proven(data, destination, s["login_user"], port=new)
     kept = new if proof.returncode == 0 else old
     final = {**s, "ssh_ports": [kept]}
     sshd_dropin(final, f"sshd listens on port {kept} only.", port=new if kept == new else None)
@@ -189,7 +205,12 @@ def hardening(s):
             ("hardening/fail2ban/jail.d/todo.conf.j2", f"/etc/fail2ban/jail.d/{app}.conf", "644", s),
             ("hardening/fail2ban/filter.d/todo-nginx.conf", f"/etc/fail2ban/filter.d/{app}-nginx.conf", "644", None),
         ],
-        check="fail2ban-client --test >/dev/null",
+        # --test reads every jail and filter; fail2ban-regex compiles the filter and must match a line.
+        check=(
+            "fail2ban-client --test >/dev/null && fail2ban-regex "
+            '\'192.0.2.1 - - [22/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 444 0 "-" "-"\' '
+            f"/etc/fail2ban/filter.d/{app}-nginx.conf | grep -q 'Lines: 1 lines, 0 ignored, 1 matched'"
+        ),
     )
     systemd.service(
         name="Reload fail2ban: its jails changed and are valid.",
@@ -198,4 +219,5 @@ def hardening(s):
         reloaded=True,
         _if=jails.did_change,
     )
+    dropin("fail2ban.service", s)
     systemd.service(name="Ensure fail2ban is running and enabled.", service="fail2ban", running=True, enabled=True)

@@ -31,13 +31,15 @@ def certificate(s):
 
     def stale():
         """No certificate or key; else (without ACME, whose certificate replaces this one and
-        is renewed by certbot) other names, a lifetime over 365 days, or under 30 days left."""
+        is renewed by certbot) not self-signed, other names, a lifetime over 365 days, or under
+        30 days left."""
         cert = host.get_fact(Certificate, path=s["tls_cert"])
         missing = host.get_fact(File, path=s["tls_key"]) is None or cert is None
         return missing or (
             not s["tls_acme_email"]
             and (
-                sorted(cert["names"]) != sorted(sans.split(","))
+                not cert["self_signed"]  # certbot's, left from when ACME was on
+                or sorted(cert["names"]) != sorted(sans.split(","))
                 or cert["lifetime"] > SELF_SIGNED_DAYS * DAY
                 or cert["remaining"] < RENEW_DAYS * DAY
             )

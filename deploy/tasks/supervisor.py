@@ -31,6 +31,11 @@ def supervisor(s):
         restarted=True,
         _if=unit.did_change,
     )
+    server.shell(
+        name="Wait until the restarted supervisord answers on its socket (10 s).",
+        commands=["for i in $(seq 50); do supervisorctl pid >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1"],
+        _if=unit.did_change,
+    )
 
     def released():
         return host.get_fact(Link, path=f"{s['srv']}/current") is not None
