@@ -104,3 +104,17 @@ def test_a_failed_renewal_keeps_the_old_certificate_serving(acme_site, trust, vp
     assert served(roots)["serialNumber"] == before
     session = new_session(ADDRESS, name=NAME)
     assert session.get(f"{session.base}/healthz", timeout=10).ok
+
+
+def test_without_acme_again_the_site_gets_a_self_signed_certificate(acme_site, vps, tmp_path):
+    """tls_acme_email removed: certbot's certificate and renewals are deleted (no renewal may
+    replace the site's certificate) and a self-signed one for the server names serves."""
+    code, out = provision(inventory(vps, tmp_path / "plain.py", "admin"))
+    assert code == 0, out[-3000:]
+    left = ssh(vps, "admin", "sudo -n ls /etc/letsencrypt/renewal /etc/systemd/system/certbot.service.d 2>&1")
+    assert "todo.conf" not in left.stdout, left.stdout
+    (tmp_path / "site.crt").write_text(ssh(vps, "admin", "cat /etc/ssl/todo/todo.crt").stdout)
+    context = ssl.create_default_context(cafile=str(tmp_path / "site.crt"))
+    raw = socket.create_connection((ADDRESS, 443), timeout=10)
+    with context.wrap_socket(raw, server_hostname=ADDRESS) as tls:  # self-signed: it is its own CA
+        assert tls.getpeercert()["issuer"] == tls.getpeercert()["subject"]
