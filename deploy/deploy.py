@@ -12,6 +12,7 @@ sys.path for ``deploy.*``.
 from deploy.settings import stack
 from deploy.tasks.acme import acme
 from deploy.tasks.admin import first_contact
+from deploy.tasks.backups import backups
 from deploy.tasks.hardening import hardening
 from deploy.tasks.nginx import nginx
 from deploy.tasks.packages import packages
@@ -27,6 +28,7 @@ hardening(s)
 users_and_directories(s)
 generated = secrets(s)
 postgresql(s, generated)
+backups(s)
 releases(s)
 nginx(s)
 supervisor(s)

@@ -55,6 +55,18 @@ DEFAULTS = {
     # Seconds a client stays banned after 5 failed SSH logins in 10 minutes, or after nginx
     # answered it 429 (rate limit) or 444 (unknown Host) 60 times in a minute.
     "fail2ban_bantime": 3600,
+    # Backups (pgBackRest, deploy/tasks/backups.py). Seconds after which a database that wrote
+    # anything ships its current WAL segment (PostgreSQL's archive_timeout): the most a restore
+    # loses when the server is lost.
+    "backup_archive_timeout": 60,
+    # When full and differential backups run (systemd OnCalendar, systemd.time(7)).
+    "backup_full_schedule": "Sun *-*-* 01:15:00",
+    "backup_diff_schedule": "Mon..Sat *-*-* 01:15:00",
+    # Full backups kept, each with its differential backups and the WAL after it.
+    "backup_retention_full": 2,
+    # Seconds after which the newest backup counts as late (todo-backup status warns): a day
+    # between the differential backups, plus 2 hours.
+    "backup_max_age": 93600,
     # Debian 12 ships PostgreSQL 15.
     "postgresql_version": 15,
     # Provisioning as root (a fresh VPS): the sudo user it makes and proves before closing root's SSH login.
@@ -143,6 +155,8 @@ def stack():
         s[key] = _positive_int(key, s[key])
     for key in ("post_rate_per_second", "post_burst", "postgresql_version", "fail2ban_bantime"):
         s[key] = _positive_int(key, s[key])
+    for key in ("backup_archive_timeout", "backup_retention_full", "backup_max_age"):
+        s[key] = _positive_int(key, s[key])
     s["firewall_tcp_ports"] = [_port("firewall_tcp_ports", port) for port in s["firewall_tcp_ports"]]
     # The port sshd saw this run's login arrive on (None: not over SSH); behind NAT (Vagrant) it
     # is the server's side, not the one this workstation dialled.
@@ -204,5 +218,9 @@ def stack():
         acme_hook=f"/usr/local/sbin/{app}-certbot-deploy",
         acme_ca=f"/etc/letsencrypt/{app}-acme-ca.pem",
         acme_lineage=f"/etc/letsencrypt/live/{app}",
+        pg_data=f"/var/lib/postgresql/{s['postgresql_version']}/main",
+        backup_repo="/var/lib/pgbackrest",
+        backup_tool=f"/usr/local/sbin/{app}-backup",
+        backup_cipher=f"/etc/pgbackrest/conf.d/{app}-cipher.conf",
     )
     return s

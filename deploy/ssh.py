@@ -162,10 +162,11 @@ class Host:
         # root logs in only at first contact: after it, the admin user (deploy/ssh.py).
         self.ssh = ssh_command(data)
 
-    def tool(self, *args):
-        """Run the release tool on the host (through sudo); return its exit status."""
-        tool = f"/usr/local/sbin/{self.app}-release"
-        return subprocess.run([*self.ssh, self.destination, "sudo", "-n", tool, *args]).returncode
+    def tool(self, *args, tool="release"):
+        """Run the stack's ``tool`` (release, backup) on the host through sudo; return its exit status."""
+        tool = f"/usr/local/sbin/{self.app}-{tool}"
+        # ssh joins its arguments into one command line for the remote shell: quote each one.
+        return subprocess.run([*self.ssh, self.destination, "sudo", "-n", tool, *map(shlex.quote, args)]).returncode
 
     def has_release(self):
         probe = subprocess.run([*self.ssh, self.destination, "test", "-e", f"/srv/{self.app}/current"])

@@ -65,6 +65,15 @@ hosts = [
             # Seconds a client stays banned (after 5 failed SSH logins in 10 minutes, or 60 answers
             # of 429/444 from nginx in a minute).
             "fail2ban_bantime": 3600,
+            # Backups (pgBackRest): seconds after which a database that wrote anything ships its
+            # WAL (archive_timeout: the most a restore loses when the server is lost), when full and
+            # differential backups run (systemd OnCalendar), full backups kept, and the seconds
+            # after which the newest backup counts as late (scripts/backup status warns).
+            "backup_archive_timeout": 60,
+            "backup_full_schedule": "Sun *-*-* 01:15:00",
+            "backup_diff_schedule": "Mon..Sat *-*-* 01:15:00",
+            "backup_retention_full": 2,
+            "backup_max_age": 93600,
             # PostgreSQL major version (Debian 12 ships 15).
             "postgresql_version": 15,
             # Provisioning as root (a fresh server): the sudo user it makes, proves over SSH, then

@@ -1,0 +1,312 @@
+#!/usr/bin/python3 -I
+"""Back up, check and restore the app's database on this server with pgBackRest.
+
+Installed by the deploy as /usr/local/sbin/<app>-backup (root 0755); its settings are in
+/etc/<app>/backup.json (written by the deploy from deploy/settings.py). Runs as root and
+refuses to start otherwise; scripts/backup calls it through SSH and sudo. pgBackRest runs
+as postgres with /etc/pgbackrest/pgbackrest.conf (stanza <app>, the encrypted repository).
+Only the Python standard library.
+
+Commands:
+  now [--type full|diff|incr]
+        Take a backup now (default full) and print its label and size (bytes).
+  list  The backups (label, type, end time UTC, size in bytes), the window a restore can
+        reach (the oldest backup's end to the last archived WAL), and warnings.
+  status
+        The newest backup's and the last archived WAL's times and ages (seconds), and a
+        WARNING line when the newest backup is older than backup_max_age seconds or WAL
+        archiving fails or lags; exit 1 then.
+  verify
+        Prove the newest backup restores: in the live database, with writes to the todo
+        table held for a moment, count its rows, checksum them and mark a restore point;
+        restore the backup and the archived WAL up to that point into a scratch cluster
+        (another directory and port, archiving off), start it, compare, and remove it.
+        pgBackRest's own verify (checksums of every file in the repository) runs first.
+  restore --yes [--time 'YYYY-MM-DD HH:MM:SS+00']
+        Stop the instances (nginx answers its 503 page), stop PostgreSQL, restore the
+        newest backup and replay the archived WAL to the end or to --time, start
+        PostgreSQL and the instances, and print what was recovered. Without --yes it
+        refuses (scripts/backup asks first).
+
+Exit status: 0 done; 1 a step failed (named on stderr; a failed restore leaves PostgreSQL
+and the instances stopped, with the message saying how to retry); 2 bad usage, not root,
+or a release or another backup command running (they share the release lock).
+"""
+
+import argparse
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+NAME = Path(sys.argv[0]).name.removesuffix("-backup") or "todo"
+#: The scratch cluster of ``verify``: its port (unused by the stack) and directory.
+VERIFY_PORT = 5499
+
+
+class StepFailed(Exception):
+    """A step failed; the message names it and says why."""
+
+
+def run(*args, check=True):
+    """Run a command; return its stdout. Raise StepFailed (with its stderr) when it fails and ``check``."""
+    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    if check and done.returncode:
+        raise StepFailed(f"`{' '.join(args)}` exited {done.returncode}: {(done.stderr or done.stdout).strip()[-800:]}")
+    return done.stdout
+
+
+class Backups:
+    """The stanza of this server, its PostgreSQL cluster and its instances (from backup.json)."""
+
+    def __init__(self, config):
+        self.app = self.stanza = config["app_name"]
+        self.version = config["postgresql_version"]
+        self.data = config["pg_data"]
+        self.instances = config["instance_names"]
+        self.max_age = config["backup_max_age"]
+        self.unit = f"postgresql@{self.version}-main"
+        self.scratch = f"/var/lib/postgresql/{self.version}/{self.app}-verify"
+
+    def pgbackrest(self, *args, check=True):
+        return run("runuser", "-u", "postgres", "--", "pgbackrest", f"--stanza={self.stanza}", *args, check=check)
+
+    def sql(self, query, port=5432, database=None):
+        """The rows of ``query`` (run as postgres), ``|`` between columns."""
+        out = run("runuser", "-u", "postgres", "--", "psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-p", str(port),
+                  "-d", database or self.app, "-c", query)  # fmt: skip
+        return out.strip()
+
+    def info(self):
+        """pgBackRest's info for the stanza (the JSON object), its backups oldest first."""
+        return json.loads(self.pgbackrest("info", "--output=json"))[0]
+
+    # -- now, list, status --------------------------------------------------------------
+
+    def now(self, kind):
+        started = time.monotonic()
+        self.pgbackrest(f"--type={kind}", "backup")
+        last = self.info()["backup"][-1]
+        print(f"backup: {last['label']} ({last['type']}), {last['info']['size']} bytes of database, "
+              f"{last['info']['repository']['delta']} bytes stored, in {time.monotonic() - started:.1f} s")  # fmt: skip
+
+    def archiver(self):
+        """(last archived WAL time as epoch seconds or None, failing now, segments waiting)."""
+        row = self.sql(
+            "SELECT coalesce(extract(epoch FROM last_archived_time)::bigint, 0), "
+            "coalesce(last_failed_time > coalesce(last_archived_time, '-infinity'), false), "
+            "coalesce(last_archived_wal, ''), pg_walfile_name(pg_current_wal_lsn()) FROM pg_stat_archiver",
+            database="postgres",
+        )
+        archived, failing, last_wal, current = row.split("|")
+        # Segments between the last archived one and the one being written (same timeline; the
+        # last archived file may be a timeline's .history file after a restore).
+        same = len(last_wal) == 24 and last_wal[:8] == current[:8]
+        waiting = int(current[8:], 16) - int(last_wal[8:], 16) - 1 if same else 0
+        return int(archived) or None, failing == "t", max(waiting, 0)
+
+    def warnings(self, info, now):
+        found = []
+        backups = info.get("backup", [])
+        if not backups:
+            found.append("no backup yet: run `now`")
+        elif now - backups[-1]["timestamp"]["stop"] > self.max_age:
+            found.append(f"the newest backup is {now - backups[-1]['timestamp']['stop']:.0f} s old "
+                         f"(more than backup_max_age, {self.max_age} s): are the timers running?")  # fmt: skip
+        _, failing, waiting = self.archiver()
+        if failing:
+            found.append("WAL archiving fails (pg_stat_archiver.last_failed_time): writes since are in no backup yet")
+        if waiting > 1:
+            found.append(f"{waiting} WAL segments wait to be archived: the repository is behind")
+        return found
+
+    def status(self):
+        info, now = self.info(), time.time()
+        backups = info.get("backup", [])
+        if backups:
+            stop = backups[-1]["timestamp"]["stop"]
+            print(f"newest backup: {backups[-1]['label']} at {stamp(stop)} ({now - stop:.0f} s ago)")
+        archived = self.archiver()[0]
+        if archived:
+            print(f"last archived WAL: at {stamp(archived)} ({now - archived:.0f} s ago)")
+        found = self.warnings(info, now)
+        for warning in found:
+            print(f"WARNING: {warning}")
+        return 1 if found else 0
+
+    def list(self):
+        info, now = self.info(), time.time()
+        for backup in info.get("backup", []):
+            print(f"{backup['label']:<26} {backup['type']:<5} {stamp(backup['timestamp']['stop'])}  "
+                  f"{backup['info']['size']:>12} bytes")  # fmt: skip
+        backups = info.get("backup", [])
+        archived = self.archiver()[0]
+        if backups:
+            end = stamp(max(archived or 0, backups[-1]["timestamp"]["stop"]))
+            print(f"restorable: from {stamp(backups[0]['timestamp']['stop'])} to {end}")
+        for warning in self.warnings(info, now):
+            print(f"WARNING: {warning}")
+
+    # -- verify ---------------------------------------------------------------------------
+
+    def wait_archived(self, timeout=120):
+        """Switch to a new WAL segment and wait until the previous one is in the repository."""
+        segment = self.sql("SELECT pg_walfile_name(pg_switch_wal())", database="postgres")
+        deadline = time.monotonic() + timeout
+        while self.sql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver", database="postgres") < segment:
+            if time.monotonic() > deadline:
+                raise StepFailed(f"archive: WAL segment {segment} not archived within {timeout} s")
+            time.sleep(0.5)
+
+    def checksum(self, port=5432):
+        """(rows, md5 of every row in id order) of the todo table."""
+        rows, digest = self.sql(
+            "SELECT count(*), coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t.id)), '') FROM todo t", port
+        ).split("|")
+        return int(rows), digest
+
+    def verify(self):
+        started = time.monotonic()
+        out = self.pgbackrest("verify", "--output=text", check=False)
+        if "status: error" in out or not out.strip():
+            raise StepFailed(f"verify: pgBackRest found the repository damaged:\n{out.strip()[-1500:]}")
+        point = f"{self.app}-verify-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        # SHARE mode: writes to the table wait (milliseconds) until the point is marked, so the
+        # count, the checksum and the restore point see the same rows.
+        expected = self.sql(
+            "BEGIN; LOCK TABLE todo IN SHARE MODE; "
+            "SELECT count(*), coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t.id)), '') FROM todo t; "
+            f"SELECT pg_create_restore_point('{point}'); COMMIT;"
+        ).splitlines()[0]
+        rows, digest = expected.split("|")
+        self.wait_archived()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        try:
+            self.pgbackrest(f"--pg1-path={self.scratch}", "--archive-mode=off", "--type=name", f"--target={point}",
+                            "--target-action=promote", "restore")  # fmt: skip
+            # Debian keeps a cluster's configuration in /etc: the scratch one gets a minimal one.
+            for name, text in (
+                ("postgresql.conf", f"port = {VERIFY_PORT}\nlisten_addresses = ''\narchive_mode = off\n"),
+                ("pg_hba.conf", "local all postgres peer\n"),
+            ):
+                Path(self.scratch, name).write_text(text)
+                shutil.chown(Path(self.scratch, name), "postgres", "postgres")
+            pg_ctl = f"/usr/lib/postgresql/{self.version}/bin/pg_ctl"
+            run("runuser", "-u", "postgres", "--", pg_ctl, "-D", self.scratch, "-l", f"{self.scratch}/verify.log",
+                "-w", "-t", "300", "start")  # fmt: skip
+            try:
+                got = self.checksum(VERIFY_PORT)
+            finally:
+                run("runuser", "-u", "postgres", "--", pg_ctl, "-D", self.scratch, "-m", "fast", "stop", check=False)
+        finally:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+        if got != (int(rows), digest):
+            raise StepFailed(f"verify: the restored todo table has {got[0]} rows (md5 {got[1]}), "
+                             f"the live one had {rows} (md5 {digest}) at {point}")  # fmt: skip
+        label = self.info()["backup"][-1]["label"]
+        print(f"verify: {label} restored to {point}: {rows} rows, md5 {digest}, as live; "
+              f"{time.monotonic() - started:.1f} s")  # fmt: skip
+
+    # -- restore --------------------------------------------------------------------------
+
+    def supervisorctl(self, action):
+        run("supervisorctl", action, *self.instances)
+
+    def restore(self, target_time):
+        started = time.monotonic()
+        try:
+            self.wait_archived(timeout=30)  # the newest writes into the repository, if PostgreSQL runs
+        except StepFailed as error:
+            print(f"restore: not all WAL could be archived first ({error}); restoring what the repository has")
+        print(f"restore: stopping the instances {', '.join(self.instances)} (nginx answers its 503 page)")
+        self.supervisorctl("stop")
+        print(f"restore: stopping {self.unit}")
+        run("systemctl", "stop", self.unit)
+        target = ["--type=time", f"--target={target_time}", "--target-action=promote"] if target_time else []
+        print(f"restore: pgBackRest restore to {target_time or 'the end of the archived WAL'}")
+        try:
+            self.pgbackrest("--delta", *target, "restore")
+        except StepFailed as error:
+            raise StepFailed(f"{error}\nPostgreSQL and the instances are stopped; fix the cause and run "
+                             "restore again, or start them as they were: systemctl start "
+                             f"{self.unit} && supervisorctl start {' '.join(self.instances)}") from None  # fmt: skip
+        run("systemctl", "start", self.unit)
+        deadline = time.monotonic() + 600
+        while True:
+            try:
+                if self.sql("SELECT pg_is_in_recovery()", database="postgres") == "f":
+                    break
+            except StepFailed:
+                pass  # still starting up
+            if time.monotonic() > deadline:
+                raise StepFailed(f"restore: {self.unit} still replays WAL after 600 s (see its log)")
+            time.sleep(0.5)
+        rows, _ = self.checksum()
+        newest = self.sql("SELECT coalesce(max(created)::text, 'none') FROM todo")
+        self.supervisorctl("start")
+        print(f"restore: done in {time.monotonic() - started:.1f} s: {rows} todos, the newest created {newest}")
+
+
+def stamp(epoch):
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S+00")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog="See the module docstring.", allow_abbrev=False
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    now = commands.add_parser("now", allow_abbrev=False)
+    now.add_argument("--type", choices=["full", "diff", "incr"], default="full")
+    commands.add_parser("list", allow_abbrev=False)
+    commands.add_parser("status", allow_abbrev=False)
+    commands.add_parser("verify", allow_abbrev=False)
+    restore = commands.add_parser("restore", allow_abbrev=False)
+    restore.add_argument("--time", help="'YYYY-MM-DD HH:MM:SS+00': recover up to this moment")
+    restore.add_argument("--yes", action="store_true", help="really: the database goes back in time")
+    opts = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print(f"{NAME}-backup: run as root (sudo)", file=sys.stderr)
+        return 2
+    if opts.command == "restore" and not opts.yes:
+        print(f"{NAME}-backup: restore replaces the database: add --yes", file=sys.stderr)
+        return 2
+    if opts.command == "restore" and opts.time:
+        try:
+            if datetime.fromisoformat(opts.time).tzinfo is None:
+                raise ValueError("no time zone")
+        except ValueError:
+            print(f"{NAME}-backup: --time {opts.time!r}: expected 'YYYY-MM-DD HH:MM:SS+00'", file=sys.stderr)
+            return 2
+    backups = Backups(json.loads(Path(f"/etc/{NAME}/backup.json").read_text()))
+    # The release lock: no release, rollback or other backup command meanwhile.
+    lock = os.fdopen(os.open(f"/run/{NAME}-release.lock", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600), "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"{NAME}-backup: a release or backup command is running; try again when it is done", file=sys.stderr)
+        return 2
+    try:
+        if opts.command == "now":
+            backups.now(opts.type)
+        elif opts.command == "list":
+            backups.list()
+        elif opts.command == "status":
+            return backups.status()
+        elif opts.command == "verify":
+            backups.verify()
+        else:
+            backups.restore(opts.time)
+    except StepFailed as error:
+        print(f"{NAME}-backup: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
