@@ -16,6 +16,8 @@ DEFAULTS = {
     "server_names": None,
     # Largest request body, bytes; nginx client_max_body_size and Flask MAX_CONTENT_LENGTH agree.
     "max_body_bytes": 16 * 1024,
+    # Todos per page of the list (keyset pagination: a page costs the same at any table size).
+    "page_size": 50,
     # Seconds to wait for an instance's /healthz after (re)starting it.
     "health_timeout": 30,
     # Seconds to wait for nginx's old workers to finish their requests before an instance stops.
@@ -151,7 +153,7 @@ def stack():
     app = s["app_name"]
     if not isinstance(app, str) or not re.fullmatch(r"[a-z][a-z0-9]{0,15}", app):
         raise SettingError(f"inventory: app_name must be 1-16 lower-case letters and digits, not {app!r}")
-    for key in ("instances", "max_body_bytes", "health_timeout", "drain_timeout", "keep_releases"):
+    for key in ("instances", "max_body_bytes", "health_timeout", "drain_timeout", "keep_releases", "page_size"):
         s[key] = _positive_int(key, s[key])
     for key in ("post_rate_per_second", "post_burst", "postgresql_version", "fail2ban_bantime"):
         s[key] = _positive_int(key, s[key])

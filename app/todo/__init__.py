@@ -74,6 +74,8 @@ def create_app(test_config=None):
         # out a long backoff: psycopg_pool's default of 300 s grows the gaps to 16-32 s.
         DB_RECONNECT_TIMEOUT=4.0,
         DB_POOL_MAX_SIZE=4,
+        # Todos per page of the list (the deploy's page_size).
+        PAGE_SIZE=50,
         # Seconds a connection may be in use (DB_QUERY_TIMEOUT) or checked before it is lent
         # (DB_CHECK_TIMEOUT) before it is cut off: statement_timeout (5 s, set by gunicorn.conf.py)
         # plus a second for the server's answer; a check needs no more than a connect (3 s).
@@ -88,6 +90,7 @@ def create_app(test_config=None):
     # From the environment strings (TODO_MAX_CONTENT_LENGTH, the deploy's max_body_bytes;
     # TODO_SECRET_KEY_FALLBACKS, the key before the last rotation).
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_CONTENT_LENGTH"])
+    app.config["PAGE_SIZE"] = int(app.config["PAGE_SIZE"])
     fallbacks = app.config.get("SECRET_KEY_FALLBACKS") or []
     if isinstance(fallbacks, str):
         fallbacks = [key for key in fallbacks.split(",") if key]

@@ -1,8 +1,10 @@
 """The todo list: list, add, toggle done, delete."""
 
 import os
+import re
+from datetime import UTC, datetime
 
-from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, url_for
+from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
@@ -34,20 +36,65 @@ class ActionForm(FlaskForm):
     """An empty form carrying only the CSRF token (toggle, delete)."""
 
 
-def _list_todos():
-    """Return all todos, newest first."""
+#: A page cursor: a todo's (created, id), the key the list is ordered by, e.g.
+#: ``20261122T170000.123456Z.42`` (created in UTC to the microsecond, then the id).
+CURSOR = re.compile(r"^(\d{8}T\d{6}\.\d{6})Z\.(\d{1,18})$")
+COLUMNS = "SELECT id, text, done, created FROM todo"
+
+
+def cursor(todo):
+    """The cursor of a todo row (id, text, done, created)."""
+    return f"{todo[3].astimezone(UTC):%Y%m%dT%H%M%S.%f}Z.{todo[0]}"
+
+
+def _parse_cursor(value):
+    """(created, id) of a cursor; 400 when it is not one."""
+    found = CURSOR.match(value)
+    if not found:
+        abort(400, "That page link is not valid: go back to the first page.")
+    return datetime.strptime(found[1], "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC), int(found[2])
+
+
+def _page(before=None, after=None):
+    """One page of todos, newest first, by keyset on (created, id) (index todo_created_id_idx):
+    the first page, the page older than ``before`` or the page newer than ``after`` (cursors).
+    Returns (todos, cursor of the newer page or "" for the first page or None, cursor of the
+    older page or None). Its cost does not grow with the table: at most PAGE_SIZE + 1 rows."""
+    size = current_app.config["PAGE_SIZE"]
     with connection() as conn:
-        return conn.execute("SELECT id, text, done, created FROM todo ORDER BY created DESC, id DESC").fetchall()
+        if after:
+            rows = conn.execute(
+                f"{COLUMNS} WHERE (created, id) > (%s, %s) ORDER BY created, id LIMIT %s", (*after, size + 1)
+            ).fetchall()
+            if len(rows) > size:  # else this reaches the newest todo: the first page instead, full
+                todos = rows[:size][::-1]
+                return todos, cursor(todos[0]), cursor(todos[-1])
+            before = None
+        if before:
+            rows = conn.execute(
+                f"{COLUMNS} WHERE (created, id) < (%s, %s) ORDER BY created DESC, id DESC LIMIT %s",
+                (*before, size + 1),
+            ).fetchall()
+        else:
+            rows = conn.execute(f"{COLUMNS} ORDER BY created DESC, id DESC LIMIT %s", (size + 1,)).fetchall()
+    todos = rows[:size]
+    newer = (cursor(todos[0]) if todos else "") if before else None
+    return todos, newer, cursor(todos[-1]) if len(rows) > size else None
 
 
 def _render_index(form, status=200):
-    """Render the list page with ``form``."""
-    return render_template("todos/index.html", todos=_list_todos(), form=form, action=ActionForm()), status
+    """Render the list page (the page the query string names) with ``form``."""
+    before, after = request.args.get("before"), request.args.get("after")
+    todos, newer, older = _page(
+        before=_parse_cursor(before) if before else None, after=_parse_cursor(after) if after else None
+    )
+    page = render_template("todos/index.html", todos=todos, newer=newer, older=older, form=form, action=ActionForm())
+    return page, status
 
 
 @bp.get("/")
 def index():
-    """Show the list and the add form."""
+    """Show a page of the list (``?before=CURSOR``: older, ``?after=CURSOR``: newer) and the add form."""
     return _render_index(TodoForm())
 
 

@@ -31,6 +31,8 @@ hosts = [
             "server_names": None,
             # Largest request body, bytes (nginx and Flask agree).
             "max_body_bytes": 16384,
+            # Todos per page of the list.
+            "page_size": 50,
             # Seconds to wait for an instance's health check after (re)starting it.
             "health_timeout": 30,
             # Seconds to wait for an instance's queued requests before it stops.

@@ -239,7 +239,8 @@ class Stack:
         )
 
     def migrate(self, release):
-        """Apply the release's pending migrations (yoyo; each in a transaction, so a failure changes nothing)."""
+        """Apply the release's pending migrations (yoyo; each in a transaction, so a failure changes nothing,
+        but one that says `-- transactional: false`, as CREATE INDEX CONCURRENTLY must be)."""
         self.clock.say("migrate: yoyo apply (expand only: the serving release must keep working)")
         run(
             ["sh", "-c", f". {self.env_file} && PGPASSWORD=$TODO_DATABASE_PASSWORD exec venv/bin/yoyo apply --batch "
