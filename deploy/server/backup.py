@@ -163,6 +163,13 @@ class Backups:
                 raise StepFailed(f"archive: WAL segment {segment} not archived within {timeout} s")
             time.sleep(0.5)
 
+    def promoted(self, port=5432):
+        """True once the cluster on ``port`` accepts connections and is out of recovery."""
+        try:
+            return self.sql("SELECT pg_is_in_recovery()", port, "postgres") == "f"
+        except StepFailed:
+            return False  # still starting up or replaying WAL (no connections meanwhile)
+
     def checksum(self, port=5432):
         """(rows, md5 of every row in id order) of the todo table."""
         rows, digest = self.sql(
@@ -191,7 +198,12 @@ class Backups:
                             "--target-action=promote", "restore")  # fmt: skip
             # Debian keeps a cluster's configuration in /etc: the scratch one gets a minimal one.
             for name, text in (
-                ("postgresql.conf", f"port = {VERIFY_PORT}\nlisten_addresses = ''\narchive_mode = off\n"),
+                # hot_standby off: no connection before recovery has reached the point and promoted
+                # (else pg_ctl -w returns, and a query sees, a cluster still replaying WAL).
+                (
+                    "postgresql.conf",
+                    f"port = {VERIFY_PORT}\nlisten_addresses = ''\narchive_mode = off\nhot_standby = off\n",
+                ),
                 ("pg_hba.conf", "local all postgres peer\n"),
             ):
                 Path(self.scratch, name).write_text(text)
@@ -200,6 +212,11 @@ class Backups:
             run("runuser", "-u", "postgres", "--", pg_ctl, "-D", self.scratch, "-l", f"{self.scratch}/verify.log",
                 "-w", "-t", "300", "start")  # fmt: skip
             try:
+                deadline = time.monotonic() + 600
+                while not self.promoted(VERIFY_PORT):
+                    if time.monotonic() > deadline:
+                        raise StepFailed(f"verify: the scratch cluster still replays WAL after 600 s ({self.scratch})")
+                    time.sleep(0.5)
                 got = self.checksum(VERIFY_PORT)
             finally:
                 run("runuser", "-u", "postgres", "--", pg_ctl, "-D", self.scratch, "-m", "fast", "stop", check=False)
@@ -237,12 +254,7 @@ class Backups:
                              f"{self.unit} && supervisorctl start {' '.join(self.instances)}") from None  # fmt: skip
         run("systemctl", "start", self.unit)
         deadline = time.monotonic() + 600
-        while True:
-            try:
-                if self.sql("SELECT pg_is_in_recovery()", database="postgres") == "f":
-                    break
-            except StepFailed:
-                pass  # still starting up
+        while not self.promoted():
             if time.monotonic() > deadline:
                 raise StepFailed(f"restore: {self.unit} still replays WAL after 600 s (see its log)")
             time.sleep(0.5)
