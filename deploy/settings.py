@@ -18,6 +18,8 @@ DEFAULTS = {
     "max_body_bytes": 16 * 1024,
     # Todos per page of the list (keyset pagination: a page costs the same at any table size).
     "page_size": 50,
+    # Seconds nginx's microcache (and browsers) keep GET /api/todos.
+    "api_cache_seconds": 1,
     # Seconds to wait for an instance's /healthz after (re)starting it.
     "health_timeout": 30,
     # Seconds to wait for nginx's old workers to finish their requests before an instance stops.
@@ -153,7 +155,15 @@ def stack():
     app = s["app_name"]
     if not isinstance(app, str) or not re.fullmatch(r"[a-z][a-z0-9]{0,15}", app):
         raise SettingError(f"inventory: app_name must be 1-16 lower-case letters and digits, not {app!r}")
-    for key in ("instances", "max_body_bytes", "health_timeout", "drain_timeout", "keep_releases", "page_size"):
+    for key in (
+        "instances",
+        "max_body_bytes",
+        "health_timeout",
+        "drain_timeout",
+        "keep_releases",
+        "page_size",
+        "api_cache_seconds",
+    ):
         s[key] = _positive_int(key, s[key])
     for key in ("post_rate_per_second", "post_burst", "postgresql_version", "fail2ban_bantime"):
         s[key] = _positive_int(key, s[key])
@@ -216,6 +226,7 @@ def stack():
         tls_cert=f"/etc/ssl/{app}/{app}.crt",
         tls_key=f"/etc/ssl/{app}/{app}.key",
         nginx_snippets=f"/etc/nginx/snippets/{app}",
+        api_cache_dir=f"/var/cache/nginx/{app}-api",
         acme_webroot=f"/var/www/{app}-acme",
         acme_hook=f"/usr/local/sbin/{app}-certbot-deploy",
         acme_ca=f"/etc/letsencrypt/{app}-acme-ca.pem",

@@ -76,6 +76,8 @@ def create_app(test_config=None):
         DB_POOL_MAX_SIZE=4,
         # Todos per page of the list (the deploy's page_size).
         PAGE_SIZE=50,
+        # Seconds a shared cache (nginx's microcache) may keep GET /api/todos (the deploy's api_cache_seconds).
+        API_CACHE_SECONDS=1,
         # Seconds a connection may be in use (DB_QUERY_TIMEOUT) or checked before it is lent
         # (DB_CHECK_TIMEOUT) before it is cut off: statement_timeout (5 s, set by gunicorn.conf.py)
         # plus a second for the server's answer; a check needs no more than a connect (3 s).
@@ -91,6 +93,7 @@ def create_app(test_config=None):
     # TODO_SECRET_KEY_FALLBACKS, the key before the last rotation).
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_CONTENT_LENGTH"])
     app.config["PAGE_SIZE"] = int(app.config["PAGE_SIZE"])
+    app.config["API_CACHE_SECONDS"] = int(app.config["API_CACHE_SECONDS"])
     fallbacks = app.config.get("SECRET_KEY_FALLBACKS") or []
     if isinstance(fallbacks, str):
         fallbacks = [key for key in fallbacks.split(",") if key]

@@ -82,12 +82,15 @@ def _page(before=None, after=None):
     return todos, newer, cursor(todos[-1]) if len(rows) > size else None
 
 
+def _requested_page():
+    """The page the query string names (``?before=CURSOR`` or ``?after=CURSOR``; else the first)."""
+    before, after = request.args.get("before"), request.args.get("after")
+    return _page(before=_parse_cursor(before) if before else None, after=_parse_cursor(after) if after else None)
+
+
 def _render_index(form, status=200):
     """Render the list page (the page the query string names) with ``form``."""
-    before, after = request.args.get("before"), request.args.get("after")
-    todos, newer, older = _page(
-        before=_parse_cursor(before) if before else None, after=_parse_cursor(after) if after else None
-    )
+    todos, newer, older = _requested_page()
     page = render_template("todos/index.html", todos=todos, newer=newer, older=older, form=form, action=ActionForm())
     return page, status
 
@@ -96,6 +99,22 @@ def _render_index(form, status=200):
 def index():
     """Show a page of the list (``?before=CURSOR``: older, ``?after=CURSOR``: newer) and the add form."""
     return _render_index(TodoForm())
+
+
+@bp.get("/api/todos")
+def api_todos():
+    """The same pages as JSON: {"todos": [{id, text, done, created}], "newer", "older"} (cursors
+    for ?after= and ?before=; newer "" is the first page, null none). It reads no session and
+    sets no cookie, so a shared cache may keep it: Cache-Control public, max-age API_CACHE_SECONDS
+    (nginx's microcache, and browsers, keep it that long)."""
+    todos, newer, older = _requested_page()
+    response = jsonify(
+        todos=[{"id": t[0], "text": t[1], "done": t[2], "created": t[3].isoformat()} for t in todos],
+        newer=newer,
+        older=older,
+    )
+    response.headers["Cache-Control"] = f"public, max-age={current_app.config['API_CACHE_SECONDS']}"
+    return response
 
 
 @bp.post("/todos")

@@ -31,8 +31,10 @@ hosts = [
             "server_names": None,
             # Largest request body, bytes (nginx and Flask agree).
             "max_body_bytes": 16384,
-            # Todos per page of the list.
+            # Todos per page of the list (and of GET /api/todos).
             "page_size": 50,
+            # Seconds nginx's microcache (and browsers) keep GET /api/todos.
+            "api_cache_seconds": 1,
             # Seconds to wait for an instance's health check after (re)starting it.
             "health_timeout": 30,
             # Seconds to wait for an instance's queued requests before it stops.

@@ -64,6 +64,14 @@ def certificate(s):
 @deploy("nginx")
 def nginx(s):
     """Ensure nginx's certificate and configuration (checked with nginx -t), reloaded only when it changed."""
+    for path, mode in (("/var/cache/nginx", "755"), (s["api_cache_dir"], "700")):
+        files.directory(
+            name=f"Ensure {path} (the API's microcache; www-data {mode}).",
+            path=path,
+            user="www-data" if mode == "700" else "root",
+            group="www-data" if mode == "700" else "root",
+            mode=mode,
+        )
     unit = dropin("nginx.service", s)
     tls = certificate(s)
     config = config_files(

@@ -81,3 +81,15 @@ def test_the_page_query_reads_the_index_whatever_the_table_size(db, app, where):
     plan = "\n".join(row[0] for row in db.execute(f"EXPLAIN {todos.COLUMNS} {where} ORDER BY {order} LIMIT 51"))
     assert "Index Scan" in plan and "todo_created_id_idx" in plan, plan
     assert "Sort" not in plan and "Seq Scan" not in plan, plan
+
+
+def test_the_api_serves_the_same_pages_as_json_with_no_cookie_and_public_caching(paged, db):
+    seed(db, 4)
+    first = paged.get("/api/todos")
+    assert first.status_code == 200 and first.headers["Cache-Control"] == "public, max-age=1"
+    assert "Set-Cookie" not in first.headers and "Cookie" not in first.headers.get("Vary", "")
+    body = first.get_json()
+    assert [t["text"] for t in body["todos"]] == ["t3", "t2", "t1"] and body["newer"] is None
+    older = paged.get(f"/api/todos?before={body['older']}").get_json()
+    assert [t["text"] for t in older["todos"]] == ["t0"] and older["older"] is None and older["newer"]
+    assert paged.get("/api/todos?before=nonsense").status_code == 400
