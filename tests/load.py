@@ -5,6 +5,12 @@ list, GET the stylesheet the page names, POST a new todo. It counts every answer
 status and every socket error, and remembers the todos whose POST was acknowledged
 (303, the redirect after a POST), so a test can check the database for each of them.
 The load stops by itself after ``max_seconds`` or ``max_requests``, whichever comes first.
+
+Like a browser, a client sends a request again, once, when the kept-alive connection it
+reused was closed before any byte of an answer came back (nginx closes its idle keep-alive
+connections when it reloads, racing a request already on its way: RFC 9112 9.3.1; Chromium
+and Firefox retry such a request, POSTs included, since the server never read it). These
+are counted (``retried``) and shown in the summary; any other error is a failure.
 """
 
 import collections
@@ -38,6 +44,7 @@ class Load:
         self._lock = threading.Lock()
         self._threads = []
         self._count = 0
+        self.retried = 0  # requests sent again after a reused connection closed unanswered
 
     def __enter__(self):
         self.started = time.monotonic()
@@ -62,6 +69,7 @@ class Load:
         return (
             f"{self.requests} requests in {self.seconds:.1f} s by {self.clients} clients: "
             f"statuses {dict(self.statuses)}, {len(self.failures)} failures, "
+            f"{self.retried} sent again after a keep-alive close, "
             f"{len(self.acknowledged)} todos acknowledged"
         )
 
@@ -82,6 +90,17 @@ class Load:
                 return False
             return True
 
+    def _send(self, session, method, url, **kwargs):
+        """``session.request``, sent once more if the connection closed before any answer."""
+        try:
+            return session.request(method, url, timeout=10, **kwargs)
+        except requests.ConnectionError as exc:
+            if "RemoteDisconnected" not in str(exc):
+                raise
+            with self._lock:
+                self.retried += 1
+            return session.request(method, url, timeout=10, **kwargs)
+
     def _client(self, n):
         session = helpers.new_session(self.address, name=self.name)
         try:
@@ -92,7 +111,7 @@ class Load:
         i = 0
         while self._go_on():
             try:
-                page = session.get(f"{self.base}/", timeout=10)
+                page = self._send(session, "GET", f"{self.base}/")
             except requests.RequestException as exc:
                 self._record("GET /", error=exc)
                 continue
@@ -102,18 +121,14 @@ class Load:
                     with self._lock:
                         self.releases[css.group(1).split("/")[2]] += 1
                     try:
-                        self._record("GET css", session.get(f"{self.base}{css.group(1)}", timeout=10))
+                        self._record("GET css", self._send(session, "GET", f"{self.base}{css.group(1)}"))
                     except requests.RequestException as exc:
                         self._record("GET css", error=exc)
             text = f"{self.tag}-{n}-{i}"
             i += 1
             try:
-                post = session.post(
-                    f"{self.base}/todos",
-                    data={"text": text, "csrf_token": token},
-                    allow_redirects=False,
-                    timeout=10,
-                )
+                form = {"text": text, "csrf_token": token}
+                post = self._send(session, "POST", f"{self.base}/todos", data=form, allow_redirects=False)
             except requests.RequestException as exc:
                 self._record("POST /todos", error=exc)
                 continue
