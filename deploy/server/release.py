@@ -186,7 +186,7 @@ class Stack:
     # --- Build, check, migrate ----------------------------------------------------------------
 
     def build(self, commit, ref):
-        """Unpack the app from standard input, make its virtualenv, gzip its static files, all as
+        """Unpack the app from standard input, make its virtualenv, gzip and brotli its static files, all as
         the build user; return the release id."""
         stamp = datetime.now(UTC)
         release = f"{stamp:%Y%m%d-%H%M%S}-{commit[:7]}"
@@ -215,9 +215,11 @@ class Stack:
                      "HOME": str(self.pip_cache.parent)},
                 quiet=True,
             )  # fmt: skip
-            as_builder(["find", f"{PACKAGE}/static", "-type", "f", "(", "-name", "*.css", "-o", "-name", "*.js",
-                        "-o", "-name", "*.svg", "-o", "-name", "*.txt", ")", "-exec", "gzip", "-9", "-k", "-n", "-f",
-                        "{}", "+"])  # fmt: skip
+            texts = ["find", f"{PACKAGE}/static", "-type", "f", "(", "-name", "*.css", "-o", "-name", "*.js",
+                     "-o", "-name", "*.svg", "-o", "-name", "*.txt", ")", "-exec"]  # fmt: skip
+            as_builder([*texts, "gzip", "-9", "-k", "-n", "-f", "{}", "+"])
+            if shutil.which("brotli"):  # nginx's brotli_static serves these .br copies
+                as_builder([*texts, "brotli", "-q", "11", "-k", "-f", "{}", "+"])
             meta = {"release": release, "commit": commit, "ref": ref, "built_at": stamp.isoformat(timespec="seconds")}
             as_builder(["sh", "-c", "umask 022 && cat > .release.json"], input=json.dumps(meta, indent=1) + "\n")
         except BaseException:

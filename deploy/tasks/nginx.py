@@ -10,7 +10,7 @@ from deploy.facts import Certificate
 from deploy.operations import config_files, dropin
 from deploy.settings import subject_alt_names
 
-SNIPPETS = ("gzip.conf", "proxy.conf", "tls.conf", "security-headers.conf")
+SNIPPETS = ("gzip.conf", "brotli.conf", "proxy.conf", "tls.conf", "security-headers.conf")
 #: Lifetime of the self-signed certificate, days: within the 398 days browsers accept (CA/B
 #: Forum baseline requirements) and Mozilla's guideline (366); made again RENEW_DAYS before expiry.
 SELF_SIGNED_DAYS, RENEW_DAYS, DAY = 365, 30, 86400

@@ -20,7 +20,9 @@ def packages(s):
         packages=["nginx", "supervisor", f"postgresql-{s['postgresql_version']}", "python3-venv", "libpq5"]
         + ["ca-certificates", "git", "sudo", "iproute2", "openssl", "nftables", "unattended-upgrades", "logrotate"]
         # fail2ban reads sshd's journal through python3-systemd; needrestart names stale services.
-        + ["fail2ban", "python3-systemd", "needrestart"],
+        + ["fail2ban", "python3-systemd", "needrestart"]
+        # Brotli beside gzip: nginx's modules (on the fly, precompressed) and the release's compressor.
+        + ["libnginx-mod-http-brotli-filter", "libnginx-mod-http-brotli-static", "brotli"],
         no_recommends=True,
         update=True,
         cache_time=3600,

@@ -44,6 +44,22 @@ def test_static_text_is_served_from_its_precompressed_copy(web, static, host, ap
     assert ":root" in response.text  # requests decompressed it
 
 
+def test_static_text_is_served_from_its_brotli_copy_when_the_client_accepts_br(web, static, host, app_name):
+    """brotli_static: a client that accepts br gets the release's .br copy (smaller than the .gz)."""
+    response = web.get(f"{static}/style.css", headers={"Accept-Encoding": "br, gzip"}, timeout=10, stream=True)
+    assert response.headers.get("Content-Encoding") == "br"
+    static_dir = f"/srv/{app_name}/current/todo/static"
+    on_disk = host.file(f"{static_dir}/style.css.br").size
+    assert int(response.headers["Content-Length"]) == on_disk == len(response.raw.read(decode_content=False))
+    assert on_disk < host.file(f"{static_dir}/style.css.gz").size
+
+
+def test_app_html_brotli_when_accepted(web):
+    response = web.get(f"{web.base}/", headers={"Accept-Encoding": "br"}, timeout=10, stream=True)
+    assert response.headers.get("Content-Encoding") == "br"
+    response.close()
+
+
 def test_static_image_served(web, static):
     response = web.get(f"{static}/logo.svg", headers={"Accept-Encoding": "gzip"}, timeout=10)
     assert response.status_code == 200
