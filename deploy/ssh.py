@@ -7,6 +7,7 @@ import os
 import runpy
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 from deploy.settings import DEFAULTS
@@ -151,11 +152,23 @@ def resolve(target):
     raise TargetError(f"bad target {target}: expected local, vagrant, USER@HOST[:PORT] or an inventory .py file")
 
 
+def hosts(target, prog):
+    """A Host for every host of TARGET, for the operator's scripts; on a TargetError, print it as
+    ``prog: message`` (unless another command said why already) and exit with its status."""
+    try:
+        return [Host(name, data) for name, data in resolve(target)]
+    except TargetError as error:
+        if str(error):
+            print(f"{prog}: {error}", file=sys.stderr)
+        raise SystemExit(error.status) from None
+
+
 class Host:
     """One host of the inventory: how to reach it over SSH, and its push repository."""
 
     def __init__(self, name, data):
         self.name = name
+        self.data = data
         self.destination = data.get("ssh_hostname") or name
         self.app = data.get("app_name") or DEFAULTS["app_name"]
         self.branch = data.get("deploy_branch") or DEFAULTS["deploy_branch"]
