@@ -79,6 +79,11 @@ DEFAULTS = {
     "admin_authorized_keys": None,
 }
 
+#: Settings that are whole numbers of at least 1 (counts, seconds, bytes).
+POSITIVE_INTS = ("instances", "max_body_bytes", "health_timeout", "drain_timeout", "keep_releases", "page_size",
+                 "api_cache_seconds", "post_rate_per_second", "post_burst", "postgresql_version", "fail2ban_bantime",
+                 "backup_archive_timeout", "backup_retention_full", "backup_max_age")  # fmt: skip
+
 #: Settings the release tool reads on the server (/etc/<app>/release.json).
 RELEASE_SETTINGS = ("app_name", "instances", "keep_releases", "health_timeout", "drain_timeout", "deploy_branch")
 
@@ -155,19 +160,7 @@ def stack():
     app = s["app_name"]
     if not isinstance(app, str) or not re.fullmatch(r"[a-z][a-z0-9]{0,15}", app):
         raise SettingError(f"inventory: app_name must be 1-16 lower-case letters and digits, not {app!r}")
-    for key in (
-        "instances",
-        "max_body_bytes",
-        "health_timeout",
-        "drain_timeout",
-        "keep_releases",
-        "page_size",
-        "api_cache_seconds",
-    ):
-        s[key] = _positive_int(key, s[key])
-    for key in ("post_rate_per_second", "post_burst", "postgresql_version", "fail2ban_bantime"):
-        s[key] = _positive_int(key, s[key])
-    for key in ("backup_archive_timeout", "backup_retention_full", "backup_max_age"):
+    for key in POSITIVE_INTS:
         s[key] = _positive_int(key, s[key])
     s["firewall_tcp_ports"] = [_port("firewall_tcp_ports", port) for port in s["firewall_tcp_ports"]]
     # The port sshd saw this run's login arrive on (None: not over SSH); behind NAT (Vagrant) it

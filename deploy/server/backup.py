@@ -47,6 +47,8 @@ from pathlib import Path
 NAME = Path(sys.argv[0]).name.removesuffix("-backup") or "todo"
 #: The scratch cluster of ``verify``: its port (unused by the stack) and directory.
 VERIFY_PORT = 5499
+#: The todo table's row count and the md5 of every row in id order (what verify compares).
+CHECKSUM = "SELECT count(*), coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t.id)), '') FROM todo t"
 
 
 class StepFailed(Exception):
@@ -172,9 +174,7 @@ class Backups:
 
     def checksum(self, port=5432):
         """(rows, md5 of every row in id order) of the todo table."""
-        rows, digest = self.sql(
-            "SELECT count(*), coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t.id)), '') FROM todo t", port
-        ).split("|")
+        rows, digest = self.sql(CHECKSUM, port).split("|")
         return int(rows), digest
 
     def verify(self):
@@ -186,9 +186,7 @@ class Backups:
         # SHARE mode: writes to the table wait (milliseconds) until the point is marked, so the
         # count, the checksum and the restore point see the same rows.
         expected = self.sql(
-            "BEGIN; LOCK TABLE todo IN SHARE MODE; "
-            "SELECT count(*), coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t.id)), '') FROM todo t; "
-            f"SELECT pg_create_restore_point('{point}'); COMMIT;"
+            f"BEGIN; LOCK TABLE todo IN SHARE MODE; {CHECKSUM}; SELECT pg_create_restore_point('{point}'); COMMIT;"
         ).splitlines()[0]
         rows, digest = expected.split("|")
         self.wait_archived()

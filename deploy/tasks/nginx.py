@@ -64,12 +64,13 @@ def certificate(s):
 @deploy("nginx")
 def nginx(s):
     """Ensure nginx's certificate and configuration (checked with nginx -t), reloaded only when it changed."""
-    for path, mode in (("/var/cache/nginx", "755"), (s["api_cache_dir"], "700")):
+    # Before the drop-in: a path nginx's sandbox makes writable must exist when nginx starts.
+    for path, owner, mode in (("/var/cache/nginx", "root", "755"), (s["api_cache_dir"], "www-data", "700")):
         files.directory(
-            name=f"Ensure {path} (the API's microcache; www-data {mode}).",
+            name=f"Ensure {path} ({owner} {mode}; the API's microcache).",
             path=path,
-            user="www-data" if mode == "700" else "root",
-            group="www-data" if mode == "700" else "root",
+            user=owner,
+            group=owner,
             mode=mode,
         )
     unit = dropin("nginx.service", s)
