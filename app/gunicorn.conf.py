@@ -16,6 +16,7 @@ and its deploy guide; each value is explained in a comment beside it.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,10 @@ os.environ.setdefault(
 )
 os.environ["TODO_RELEASE"] = RELEASE_DIR.name
 os.environ["TODO_INSTANCE"] = INSTANCE
+# The workers' request metrics (todo/metrics.py): one directory per instance, on tmpfs, set
+# before any worker imports prometheus_client (it picks its multiprocess mode at import).
+METRICS_DIR = f"{RUN_DIR}/metrics/{INSTANCE}"
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = METRICS_DIR
 
 wsgi_app = "todo:create_app()"
 chdir = str(RELEASE_DIR)
@@ -76,6 +81,24 @@ graceful_timeout = 20
 keepalive = 2
 
 
+def on_starting(server):
+    """Start each run of the instance with an empty metrics directory.
+
+    prometheus_client's multiprocess docs: the directory must be wiped between runs, or the
+    files of the last run's workers would be added to this one's. A counter that starts
+    again from 0 is what Prometheus's rate() and increase() expect after a restart.
+    """
+    shutil.rmtree(METRICS_DIR, ignore_errors=True)
+    os.makedirs(METRICS_DIR, mode=0o700)
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges (prometheus_client's multiprocess docs); its counts stay."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
 def when_ready(server):
     """Open each socket to nginx's group once the instance is healthy.
 
@@ -100,4 +123,7 @@ accesslog = "-"
 errorlog = "-"
 loglevel = "info"
 # xff: the X-Forwarded-For header as received, to audit that nginx overwrites a forged one.
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms pid=%(p)s xff=%({x-forwarded-for}i)s'
+# rid: nginx's $request_id (X-Request-ID), the same id as in nginx's access log line.
+access_log_format = (
+    '%(h)s %(t)s "%(r)s" %(s)s %(b)s %(M)sms pid=%(p)s rid=%({x-request-id}i)s xff=%({x-forwarded-for}i)s'
+)

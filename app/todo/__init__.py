@@ -104,9 +104,10 @@ def create_app(test_config=None):
 
     # Exactly one proxy (nginx) sits in front of the app.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
-    csrf.init_app(app)
+    from . import db, errors, metrics, todos
 
-    from . import db, errors, todos
+    metrics.init_app(app)
+    csrf.init_app(app)
 
     db.init_app(app)
     errors.init_app(app)
