@@ -14,6 +14,7 @@ from deploy.tasks.acme import acme
 from deploy.tasks.admin import first_contact
 from deploy.tasks.backups import backups
 from deploy.tasks.hardening import hardening
+from deploy.tasks.monitoring import monitoring
 from deploy.tasks.nginx import nginx
 from deploy.tasks.packages import packages
 from deploy.tasks.postgresql import postgresql
@@ -32,6 +33,7 @@ backups(s)
 releases(s)
 nginx(s)
 supervisor(s)
+monitoring(s)
 first_contact(s)
 # Last: a domain that does not resolve here yet fails only this step, after everything else.
 acme(s)

@@ -71,6 +71,16 @@ DEFAULTS = {
     # Seconds after which the newest backup counts as late (todo-backup status warns): a day
     # between the differential backups, plus 2 hours.
     "backup_max_age": 93600,
+    # Monitoring (deploy/tasks/monitoring.py): Prometheus and Debian's exporters on this server, all
+    # on the loopback, with the stack's alert rules; False: none of them (scripts/status stays).
+    "monitoring": True,
+    # The port of nginx's loopback-only server for Prometheus: stub_status and each instance's /metrics.
+    "metrics_port": 9180,
+    # Days Prometheus keeps its samples (--storage.tsdb.retention.time).
+    "prometheus_retention_days": 15,
+    # An Alertmanager ("HOST:PORT") Prometheus sends firing alerts to, which routes them to
+    # people (mail, chat, pager); None: alerts show on Prometheus's alerts page and in scripts/status.
+    "alertmanager": None,
     # Debian 12 ships PostgreSQL 15.
     "postgresql_version": 15,
     # Provisioning as root (a fresh VPS): the sudo user it makes and proves before closing root's SSH login.
@@ -82,7 +92,8 @@ DEFAULTS = {
 #: Settings that are whole numbers of at least 1 (counts, seconds, bytes).
 POSITIVE_INTS = ("instances", "max_body_bytes", "health_timeout", "drain_timeout", "keep_releases", "page_size",
                  "api_cache_seconds", "post_rate_per_second", "post_burst", "postgresql_version", "fail2ban_bantime",
-                 "backup_archive_timeout", "backup_retention_full", "backup_max_age")  # fmt: skip
+                 "backup_archive_timeout", "backup_retention_full", "backup_max_age",
+                 "prometheus_retention_days")  # fmt: skip
 
 #: Settings the release tool reads on the server (/etc/<app>/release.json).
 RELEASE_SETTINGS = ("app_name", "instances", "keep_releases", "health_timeout", "drain_timeout", "deploy_branch")
@@ -163,6 +174,9 @@ def stack():
     for key in POSITIVE_INTS:
         s[key] = _positive_int(key, s[key])
     s["firewall_tcp_ports"] = [_port("firewall_tcp_ports", port) for port in s["firewall_tcp_ports"]]
+    s["metrics_port"] = _port("metrics_port", s["metrics_port"])
+    if s["alertmanager"] is not None and not re.fullmatch(r"[A-Za-z0-9.\[\]:-]+:\d{1,5}", str(s["alertmanager"])):
+        raise SettingError(f"inventory: alertmanager must be HOST:PORT, not {s['alertmanager']!r}")
     # The port sshd saw this run's login arrive on (None: not over SSH); behind NAT (Vagrant) it
     # is the server's side, not the one this workstation dialled.
     s["login_port"] = host.get_fact(LoginPort)
@@ -228,5 +242,6 @@ def stack():
         backup_repo="/var/lib/pgbackrest",
         backup_tool=f"/usr/local/sbin/{app}-backup",
         backup_cipher=f"/etc/pgbackrest/conf.d/{app}-cipher.conf",
+        status_tool=f"/usr/local/sbin/{app}-status",
     )
     return s

@@ -1,6 +1,7 @@
 """Helpers shared by the machine tests: a browser-like session, the database check, bounded polling,
 and the chaos tests' probes of processes."""
 
+import json
 import re
 import socket
 import time
@@ -118,6 +119,25 @@ def forget_added(host, app):
     """Delete the todos add_todo() made in this session, so a tester's run leaves no data behind."""
     while ADDED:
         host.check_output(f"runuser -u postgres -- psql -d {app} -qc \"DELETE FROM todo WHERE text='{ADDED.pop()}'\"")
+
+
+#: GET a URL on the server itself (its loopback services) with Debian's python3: no curl there.
+LOCAL_GET = (
+    "python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5)"
+    ".read().decode())' "
+)
+
+
+def local_get(host, url):
+    """The body of GET ``url`` made on the machine (e.g. http://127.0.0.1:9090/...); raises on an error status."""
+    return host.check_output(LOCAL_GET + f"'{url}'")
+
+
+def access_log(host, marker):
+    """nginx's access log line (one JSON object, log_format todo_json) of the request whose URI
+    holds ``marker``, parsed; the last such line."""
+    line = host.check_output(f"grep -h {marker} /var/log/nginx/access.log | tail -1")
+    return json.loads(line)
 
 
 def stored(host, text):

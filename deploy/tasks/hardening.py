@@ -208,7 +208,10 @@ def hardening(s):
         # --test reads every jail and filter; fail2ban-regex compiles the filter and must match a line.
         check=(
             "fail2ban-client --test >/dev/null && fail2ban-regex "
-            '\'192.0.2.1 - - [22/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 444 0 "-" "-"\' '
+            '\'{"time":"2026-11-22T10:00:00+00:00","msec":"1795341600.000","remote_addr":"192.0.2.1",'
+            '"request_id":"0","host":"x","method":"GET","uri":"/","protocol":"HTTP/1.1","status":"444",'
+            '"bytes":"0","referer":"","user_agent":"","upstream":"","upstream_status":"","rt":"0.000",'
+            '"urt":"","cache":""}\' '
             f"/etc/fail2ban/filter.d/{app}-nginx.conf | grep -q 'Lines: 1 lines, 0 ignored, 1 matched'"
         ),
     )

@@ -88,12 +88,14 @@ def test_nginx_workers_run_as_www_data(host):
     assert workers and {w.user for w in workers} == {"www-data"}
 
 
-def test_only_ssh_http_https_and_postgres_loopback_listen(host):
+def test_only_ssh_http_https_listen_publicly_and_the_rest_on_loopback(host):
     listening = set(host.socket.get_listening_sockets())
     tcp = {s for s in listening if s.startswith("tcp://")}
-    # PostgreSQL: loopback only (Debian's default listen_addresses=localhost).
+    # PostgreSQL: loopback only (Debian's default listen_addresses=localhost). Prometheus, its
+    # exporters and nginx's metrics server: loopback only (tests/host/test_monitoring.py).
     allowed = {"tcp://0.0.0.0:22", "tcp://:::22", "tcp://0.0.0.0:80", "tcp://:::80", "tcp://0.0.0.0:443",
                "tcp://:::443", "tcp://127.0.0.1:5432", "tcp://::1:5432"}  # fmt: skip
+    allowed |= {f"tcp://127.0.0.1:{port}" for port in (9090, 9100, 9113, 9187, 9180)}
     assert tcp <= allowed, tcp - allowed
 
 

@@ -1,0 +1,175 @@
+"""Seeing the stack: the status tool (scripts/status), and, with the ``monitoring`` setting,
+Prometheus with Debian's exporters (node, nginx, PostgreSQL), the app's own metrics through
+nginx's loopback metrics server, and the alert rules (monitoring/alerts.yml, checked with
+promtool). Everything listens on the loopback only; the firewall opens none of it."""
+
+import io
+import json
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations.util import any_changed
+
+from deploy.facts import PostgresValue
+from deploy.operations import config_files, dropin
+
+#: Debian's exporters and what each one's /etc/default file sets (loopback addresses; the
+#: flags are the packaged versions': node_exporter 1.5, nginx-prometheus-exporter 0.11,
+#: postgres_exporter 0.11). The textfile directory is Debian's default, named to be sure.
+TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
+
+
+def exporters(s):
+    """{Debian package: the variables of its /etc/default file}."""
+    return {
+        "prometheus-node-exporter": {
+            "ARGS": f"--web.listen-address=127.0.0.1:9100 --collector.textfile.directory={TEXTFILE_DIR}"
+        },
+        "prometheus-nginx-exporter": {
+            "ARGS": f"-nginx.scrape-uri=http://127.0.0.1:{s['metrics_port']}/stub_status "
+            "-web.listen-address=127.0.0.1:9113"
+        },
+        # Peer authentication on the local socket as the exporter's own user (pg_hba.conf).
+        "prometheus-postgres-exporter": {
+            "DATA_SOURCE_NAME": "user=prometheus host=/run/postgresql dbname=postgres",
+            "ARGS": "--web.listen-address=127.0.0.1:9187",
+        },
+        "prometheus": {
+            "ARGS": "--web.listen-address=127.0.0.1:9090 "
+            f"--storage.tsdb.retention.time={s['prometheus_retention_days']}d"
+        },
+    }
+
+
+def units(s):
+    """The systemd units the status tool expects active on this host."""
+    names = ["nginx.service", "supervisor.service", f"postgresql@{s['postgresql_version']}-main.service"]
+    names += ["nftables.service", "fail2ban.service", f"{s['app_name']}-backup-full.timer"]
+    names += [f"{s['app_name']}-backup-diff.timer"]
+    if s["monitoring"]:
+        names += [f"{package}.service" for package in exporters(s)] + [f"{s['app_name']}-status-metrics.timer"]
+    if s["tls_acme_email"]:
+        names.append("certbot.timer")
+    return names
+
+
+def status_settings(s):
+    """What the status tool reads on the server (/etc/<app>/status.json)."""
+    return {
+        "app_name": s["app_name"],
+        "instances": s["instance_names"],
+        "srv": s["srv"],
+        "run_dir": s["run"],
+        "access_log": "/var/log/nginx/access.log",
+        "tls_cert": s["tls_cert"],
+        "units": units(s),
+        "backups": True,
+        "disk_paths": ["/", "/var/lib/postgresql"],
+        "disk_warn_percent": 90,
+        "cert_warn_days": 14,
+        "memory_warn_percent": 90,
+        "error_ratio_warn": 0.05,
+    }
+
+
+@deploy("Monitoring")
+def monitoring(s):
+    """Ensure the status tool; with ``monitoring``, Prometheus, the exporters and the alert rules."""
+    app = s["app_name"]
+    files.put(
+        name=f"Ensure the status tool {s['status_tool']}.",
+        src="deploy/server/status.py",
+        dest=s["status_tool"],
+        user="root",
+        group="root",
+        mode="755",
+    )
+    files.put(
+        name=f"Ensure the status tool's settings {s['etc']}/status.json.",
+        src=io.StringIO(json.dumps(status_settings(s), indent=1, sort_keys=True) + "\n"),
+        dest=f"{s['etc']}/status.json",
+        user="root",
+        group="root",
+        mode="644",
+    )
+    if not s["monitoring"]:
+        return
+
+    apt.packages(
+        name="Ensure Prometheus and its exporters (node, nginx, PostgreSQL) are installed.",
+        packages=list(exporters(s)),
+        no_recommends=True,
+    )
+    server.shell(
+        name="Ensure PostgreSQL's exporter has its role, prometheus (pg_monitor: statistics only, no data).",
+        commands=[
+            "runuser -u postgres -- psql -v ON_ERROR_STOP=1 -c 'CREATE ROLE prometheus LOGIN IN ROLE pg_monitor'"
+        ],  # noqa: E501
+        _if=lambda: (
+            host.get_fact(
+                PostgresValue, database="postgres", sql="SELECT count(*) FROM pg_roles WHERE rolname = 'prometheus'"
+            )
+            == "0"
+        ),
+    )
+    # Prometheus's files before its service restarts (the rules file must exist for its check).
+    config = config_files(
+        name="Ensure Prometheus's scrape targets and the stack's alert rules (promtool check config).",
+        files=[
+            ("monitoring/prometheus.yml.j2", "/etc/prometheus/prometheus.yml", "644", s),
+            ("monitoring/alerts.yml", f"/etc/prometheus/{app}-alerts.yml", "644", None),
+        ],
+        check="promtool check config /etc/prometheus/prometheus.yml >/dev/null",
+    )
+    restarted = {}
+    for package, env in exporters(s).items():
+        defaults = files.template(
+            name=f"Ensure {package} listens on the loopback only (/etc/default/{package}).",
+            src="monitoring/exporter.default.j2",
+            dest=f"/etc/default/{package}",
+            user="root",
+            group="root",
+            mode="644",
+            unit=package,
+            env=env,
+        )
+        if package == "prometheus-nginx-exporter":
+            dropin(f"{package}.service", s)
+        # reset-failed: an exporter that failed at its first start (the package starts it with
+        # Debian's settings, e.g. nginx's exporter on port 8080) is in its start limit.
+        restarted[package] = server.shell(
+            name=f"Restart {package}: its settings changed.",
+            commands=[f"systemctl reset-failed {package}.service 2>/dev/null || true", f"systemctl restart {package}"],
+            _if=defaults.did_change,
+        )
+        systemd.service(name=f"Ensure {package} is running and enabled.", service=package, running=True, enabled=True)
+    systemd.service(
+        name="Reload Prometheus: its configuration or rules changed and are valid.",
+        service="prometheus",
+        reloaded=True,
+        _if=lambda: config.did_change() and not restarted["prometheus"].did_change(),
+    )
+
+    files.directory(name=f"Ensure {TEXTFILE_DIR} (node_exporter's textfile collector).", path=TEXTFILE_DIR,
+                    user="root", group="root", mode="755")  # fmt: skip
+    data = {**s, "textfile_dir": TEXTFILE_DIR}
+    timer = [
+        files.template(
+            name=f"Ensure {app}-status-metrics.{suffix}.",
+            src=f"systemd/status-metrics.{suffix}.j2",
+            dest=f"/etc/systemd/system/{app}-status-metrics.{suffix}",
+            user="root",
+            group="root",
+            mode="644",
+            **data,
+        )
+        for suffix in ("service", "timer")
+    ]
+    systemd.daemon_reload(name="Reload systemd units: the status metrics units changed.", _if=any_changed(*timer))
+    systemd.service(
+        name=f"Ensure {app}-status-metrics.timer is enabled (the status as metrics every 15 s).",
+        service=f"{app}-status-metrics.timer",
+        running=True,
+        enabled=True,
+    )

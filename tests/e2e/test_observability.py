@@ -1,0 +1,70 @@
+"""Following a request and counting requests: nginx's request id in its JSON access log and in
+the app's log line, and the app's request counter summed over every worker of every instance
+(prometheus_client's multiprocess mode), read through nginx's loopback metrics server."""
+
+import re
+import uuid
+
+from tests.helpers import access_log, local_get
+
+REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def metric(host, instance, name, **labels):
+    """The value of one sample of ``name`` with ``labels`` on ``instance``'s /metrics (0 when absent)."""
+    text = local_get(host, f"http://127.0.0.1:9180/instances/{instance}/metrics")
+    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    for line in text.splitlines():
+        sample, _, value = line.rpartition(" ")
+        if sample.split("{")[0] == name and ",".join(sorted(sample[len(name) + 1 : -1].split(","))) == wanted:
+            return float(value)
+    return 0.0
+
+
+def page_count(host, instances):
+    """GET / answered 200, summed over the instances."""
+    return sum(
+        metric(host, name, "todo_http_requests_total", endpoint="todos.index", method="GET", status="200")
+        for name in instances
+    )
+
+
+def test_a_request_id_follows_the_request_from_nginx_to_the_app(web, host, app_name):
+    marker = uuid.uuid4().hex
+    web.get(f"{web.base}/?{marker}", timeout=10).raise_for_status()
+    line = access_log(host, marker)
+    assert REQUEST_ID.match(line["request_id"]), line
+    assert line["upstream"].startswith(f"unix:/run/{app_name}/"), line
+    app_line = host.check_output(f"grep -h {marker} /var/log/{app_name}/{app_name}-*.log")
+    assert f"rid={line['request_id']} " in app_line, app_line
+
+
+def test_every_request_gets_its_own_id(web, host):
+    markers = [uuid.uuid4().hex for _ in range(3)]
+    for marker in markers:
+        web.get(f"{web.base}/version?{marker}", timeout=10).raise_for_status()
+    assert len({access_log(host, marker)["request_id"] for marker in markers}) == 3
+
+
+def test_metrics_are_not_served_to_the_public(web):
+    assert web.get(f"{web.base}/metrics", timeout=10).status_code == 404
+
+
+def test_the_page_counter_goes_up_by_each_request_summed_over_every_worker_and_instance(web, host, instances):
+    before = page_count(host, instances)
+    for _ in range(100):
+        web.get(f"{web.base}/", timeout=10).raise_for_status()
+    assert page_count(host, instances) - before == 100
+
+
+def test_latency_is_recorded_per_endpoint(web, host, instances):
+    def observed():
+        return sum(
+            metric(host, name, "todo_http_request_duration_seconds_count", endpoint="todos.version")
+            for name in instances
+        )
+
+    before = observed()
+    for _ in range(10):
+        web.get(f"{web.base}/version", timeout=10).raise_for_status()
+    assert observed() - before == 10
