@@ -12,10 +12,14 @@ Commands:
         Take a backup now (default full) and print its label and size (bytes).
   list  The backups (label, type, end time UTC, size in bytes), the window a restore can
         reach (the oldest backup's end to the last archived WAL), and warnings.
-  status
+  status [--json]
         The newest backup's and the last archived WAL's times and ages (seconds), and a
         WARNING line when the newest backup is older than backup_max_age seconds or WAL
-        archiving fails or lags; exit 1 then.
+        archiving fails or lags; exit 1 then. --json: one JSON object instead,
+        {"newest_backup": epoch|null, "newest_backup_label": str|null, "last_archived_wal":
+        epoch|null, "max_age": seconds, "warnings": [str]}, same exit status, and without
+        the release lock (it only reads), so <app>-status may call it at any time without
+        making a release that starts meanwhile fail.
   verify
         Prove the newest backup restores: in the live database, with writes to the todo
         table held for a moment, count its rows, checksum them and mark a restore point;
@@ -127,9 +131,19 @@ class Backups:
             found.append(f"{waiting} WAL segments wait to be archived: the repository is behind")
         return found
 
-    def status(self):
+    def status(self, as_json=False):
         info, now = self.info(), time.time()
         backups = info.get("backup", [])
+        if as_json:
+            found = self.warnings(info, now)
+            print(json.dumps({
+                "newest_backup": backups[-1]["timestamp"]["stop"] if backups else None,
+                "newest_backup_label": backups[-1]["label"] if backups else None,
+                "last_archived_wal": self.archiver()[0],
+                "max_age": self.max_age,
+                "warnings": found,
+            }))  # fmt: skip
+            return 1 if found else 0
         if backups:
             stop = backups[-1]["timestamp"]["stop"]
             print(f"newest backup: {backups[-1]['label']} at {stamp(stop)} ({now - stop:.0f} s ago)")
@@ -274,7 +288,8 @@ def main(argv=None):
     now = commands.add_parser("now", allow_abbrev=False)
     now.add_argument("--type", choices=["full", "diff", "incr"], default="full")
     commands.add_parser("list", allow_abbrev=False)
-    commands.add_parser("status", allow_abbrev=False)
+    status = commands.add_parser("status", allow_abbrev=False)
+    status.add_argument("--json", action="store_true", help="one JSON object (no lock taken: it only reads)")
     commands.add_parser("verify", allow_abbrev=False)
     restore = commands.add_parser("restore", allow_abbrev=False)
     restore.add_argument("--time", help="'YYYY-MM-DD HH:MM:SS+00': recover up to this moment")
@@ -294,6 +309,12 @@ def main(argv=None):
             print(f"{NAME}-backup: --time {opts.time!r}: expected 'YYYY-MM-DD HH:MM:SS+00'", file=sys.stderr)
             return 2
     backups = Backups(json.loads(Path(f"/etc/{NAME}/backup.json").read_text()))
+    if opts.command == "status" and opts.json:
+        try:
+            return backups.status(as_json=True)
+        except StepFailed as error:
+            print(f"{NAME}-backup: {error}", file=sys.stderr)
+            return 1
     # The release lock: no release, rollback or other backup command meanwhile.
     lock = os.fdopen(os.open(f"/run/{NAME}-release.lock", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600), "w")
     try:

@@ -1,0 +1,588 @@
+#!/usr/bin/python3 -I
+"""Show on one screen whether the app on this server is healthy, from the server's own state.
+
+Installed by the deploy as /usr/local/sbin/<app>-status (root 0755); its settings are in
+/etc/<app>/status.json (written by the deploy: app_name, instances, srv, run_dir, access_log,
+tls_cert, units, backups, disk_paths and the thresholds disk_warn_percent, cert_warn_days,
+memory_warn_percent, error_ratio_warn). Runs as root and refuses to start otherwise;
+scripts/status calls it through SSH and sudo. Only the Python standard library.
+
+What it reads (times are UTC, ages and uptimes in seconds, sizes in bytes):
+  release      the release /srv/<app>/current points to, its commit, and when it was switched
+               to (the link's own mtime: a deploy or a rollback)
+  instances    each supervisor program's state, PID and uptime (supervisorctl status), its
+               restarts since boot (supervisor's "spawned" lines in
+               /var/log/supervisor/supervisord.log* since /proc/stat's btime, minus the first
+               start), and whether its socket is open to nginx (group www-data, g+w: the
+               instance opens it once healthy) or closed
+  units        systemctl is-active of each unit in the settings
+  backups      <app>-backup status --json: the newest backup and the last archived WAL, their
+               ages, and the backup tool's warnings (when backups are on)
+  certificate  the TLS certificate's notAfter (openssl x509 -enddate) and the days left
+  disk, memory used percent of each disk path (as df counts it), and of memory
+               (MemTotal - MemAvailable in /proc/meminfo)
+  requests     requests and 5xx answers in the last 300 s, from the tail (8 MiB) of nginx's
+               access log, one JSON object per line; other lines are skipped
+
+A line "ATTENTION: <reason>" names each thing that needs attention: an instance not RUNNING,
+or RUNNING but closed to nginx after 30 s of uptime; a unit not active; a backup warning or a
+failing backup tool; a certificate expiring within cert_warn_days; a disk above
+disk_warn_percent; memory above memory_warn_percent; 5xx above error_ratio_warn of at least
+20 requests; no current release; anything that could not be read.
+
+Options:
+  --json           one JSON object instead: app, host, time (epoch s), release {name, commit,
+                   built_at, deployed}, instances [{name, state, pid, uptime, spawns, restarts,
+                   socket: open|closed|missing, open}], units {unit: state}, backups (null when
+                   off) {newest_backup, newest_backup_label, last_archived_wal, max_age,
+                   warnings, error}, certificate {path, not_after, days_left, error}, disks
+                   [{path, used_percent, total, used, free, error}], memory {total, available,
+                   used_percent, error}, requests {window, requests, status_5xx, ratio,
+                   skipped_lines, error}, attention [reasons]
+  --textfile PATH  write the state as Prometheus metrics (text format, todo_* names) to PATH
+                   for node_exporter's textfile collector, atomically (a temporary file beside
+                   it, renamed), mode 0644; prints nothing
+
+Exit status: 0 nothing needs attention; 1 something does (or, with --textfile, PATH could not
+be written: with --textfile it is 0 whatever the state, the metrics carry it); 2 bad usage,
+not root, or no readable settings.
+"""
+
+import argparse
+import grp
+import gzip
+import json
+import os
+import re
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+NAME = Path(sys.argv[0]).name.removesuffix("-status") or "todo"
+#: Seconds a RUNNING instance may stay closed to nginx (its health check) before it needs attention.
+OPEN_GRACE = 30
+#: Seconds of access log counted, and the most of its end read (bytes).
+WINDOW = 300
+TAIL_BYTES = 8 * 1024 * 1024
+#: Fewest requests in the window for the 5xx ratio to count.
+MIN_REQUESTS = 20
+#: The group whose members (nginx's workers) may connect to an open instance socket.
+SOCKET_GROUP = "www-data"
+SUPERVISOR_LOG = Path("/var/log/supervisor/supervisord.log")
+DEFAULTS = {"disk_warn_percent": 90, "cert_warn_days": 14, "memory_warn_percent": 90, "error_ratio_warn": 0.05}
+STATES = ("STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL", "UNKNOWN")
+UPTIME = re.compile(r"pid (\d+), uptime (?:(\d+) days?, )?(\d+):(\d\d):(\d\d)")
+SPAWNED = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ INFO spawned: '([^']+)' with pid \d+")
+# An exit supervisord did not ask for (a crash, a kill): "exited: todo-0 (exit status 1; not expected)".
+CRASHED = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ \w+ exited: (\S+) \(.*; not expected\)$")
+MONTHS = {"Jan": 1, "Feb": 2, "Mar": 3, "Apr": 4, "May": 5, "Jun": 6,
+          "Jul": 7, "Aug": 8, "Sep": 9, "Oct": 10, "Nov": 11, "Dec": 12}  # fmt: skip
+
+
+class Failed(Exception):
+    """A command could not run or failed; the message says which and why."""
+
+
+def command(*args, timeout=20, ok=(0,)):
+    """Run ``args``; return (exit status, stdout). Raise Failed when it cannot run, times out or exits
+    with a status not in ``ok``."""
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise Failed(f"`{' '.join(args)}`: {error}") from None
+    if done.returncode not in ok:
+        why = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise Failed(f"`{' '.join(args)}` exited {done.returncode}: {why[0][:300]}")
+    return done.returncode, done.stdout
+
+
+def stamp(epoch):
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S+00")
+
+
+# --- Sections: each returns a dict (or list) and appends its reasons to ``attention`` ----------------
+
+
+def release(settings, attention):
+    """The release ``current`` names, its metadata, and when ``current`` was switched to it."""
+    link = Path(settings["srv"]) / "current"
+    found = {"name": None, "commit": None, "built_at": None, "deployed": None}
+    try:
+        found["deployed"] = int(os.lstat(link).st_mtime)
+        found["name"] = Path(os.readlink(link)).name
+    except OSError:
+        attention.append(f"no current release: {link} is missing")
+        return found
+    meta = Path(settings["srv"]) / "releases" / found["name"] / ".release.json"
+    try:
+        # Never through a symlink: the build user wrote it (as release.py reads it).
+        with os.fdopen(os.open(meta, os.O_RDONLY | os.O_NOFOLLOW), encoding="utf-8") as file:
+            data = json.loads(file.read())
+        found.update(commit=data.get("commit"), built_at=data.get("built_at"))
+    except (OSError, ValueError):
+        attention.append(f"current release {found['name']}: no readable {meta}")
+    return found
+
+
+def parse_supervisor_line(line):
+    """(name, state, pid or None, uptime seconds or None) of a ``supervisorctl status`` line, or None."""
+    fields = line.split(None, 2)
+    if len(fields) < 2 or fields[1] not in STATES:
+        return None
+    pid = uptime = None
+    if match := UPTIME.search(line):
+        days, hours, minutes, seconds = (int(g or 0) for g in match.groups()[1:])
+        pid, uptime = int(match.group(1)), ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    return fields[0], fields[1], pid, uptime
+
+
+def boot_time():
+    """The boot time (epoch seconds), from /proc/stat's btime."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("btime "):
+            return int(line.split()[1])
+    raise ValueError("/proc/stat has no btime")
+
+
+def spawns_since(boot, log=SUPERVISOR_LOG, pattern=SPAWNED):
+    """{program: times supervisord spawned it since ``boot``}, from its log and rotated copies
+    (``pattern=CRASHED``: times it exited when supervisord did not expect it to).
+
+    supervisord writes local time (``YYYY-MM-DD HH:MM:SS,mmm``), compared as text with the boot
+    time in the same form. Copies are read newest first, down to the first that began before boot.
+    """
+    since = datetime.fromtimestamp(boot).strftime("%Y-%m-%d %H:%M:%S")
+    copies = sorted(log.parent.glob(log.name + "*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    if not copies:
+        raise FileNotFoundError(f"no {log}")
+    counts = {}
+    for path in copies[:60]:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8", errors="replace") as file:
+            lines = file.read().splitlines()
+        for line in lines:
+            if (match := pattern.match(line)) and match.group(1) >= since:
+                counts[match.group(2)] = counts.get(match.group(2), 0) + 1
+        first = next((line[:19] for line in lines if re.match(r"\d{4}-\d\d-\d\d ", line)), None)
+        if first is not None and first < since:
+            break
+    return counts
+
+
+def socket_state(path):
+    """``open`` (group www-data with g+w: nginx may connect), ``closed`` or ``missing``."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return "missing"
+    try:
+        group = grp.getgrgid(info.st_gid).gr_name
+    except KeyError:
+        group = None
+    return "open" if stat.S_ISSOCK(info.st_mode) and group == SOCKET_GROUP and info.st_mode & stat.S_IWGRP else "closed"
+
+
+def instances(settings, attention):
+    """Each instance's supervisor state, PID, uptime, spawns and restarts since boot, and socket."""
+    names = settings["instances"]
+    if isinstance(names, int):
+        names = [f"{settings['app_name']}-{n}" for n in range(names)]
+    seen = {}
+    try:
+        _, out = command("supervisorctl", "status", ok=range(256))
+        for line in out.splitlines():
+            if parsed := parse_supervisor_line(line):
+                seen[parsed[0]] = parsed
+        if not seen:
+            raise Failed(f"`supervisorctl status`: {out.strip()[:300] or 'no output'}")
+    except Failed as error:
+        attention.append(f"supervisor: {error}")
+    try:
+        spawns, crashes = spawns_since(boot_time()), spawns_since(boot_time(), pattern=CRASHED)
+    except (OSError, ValueError):
+        spawns = crashes = None  # no restart counts; the states still say what runs
+    found = []
+    for name in names:
+        _, state, pid, uptime = seen.get(name, (name, "UNKNOWN" if not seen else "MISSING", None, None))
+        sock = socket_state(Path(settings["run_dir"]) / f"{name}.sock")
+        count = None if spawns is None else spawns.get(name, 0)
+        found.append({"name": name, "state": state, "pid": pid, "uptime": uptime, "spawns": count,
+                      "crashes": None if crashes is None else crashes.get(name, 0),
+                      "restarts": None if count is None else max(count - 1, 0), "socket": sock,
+                      "open": sock == "open"})  # fmt: skip
+        if state != "RUNNING":
+            attention.append(f"instance {name} is {state}, not RUNNING")
+        elif sock != "open" and (uptime or 0) > OPEN_GRACE:
+            attention.append(f"instance {name} is RUNNING for {uptime} s but its socket is {sock} to nginx")
+    return found
+
+
+def units(settings, attention):
+    """{unit: systemctl is-active state}."""
+    found = {}
+    for unit in settings.get("units", []):
+        try:
+            found[unit] = command("systemctl", "is-active", unit, ok=range(256))[1].strip() or "unknown"
+        except Failed:
+            found[unit] = "unknown"
+        if found[unit] != "active":
+            attention.append(f"unit {unit} is {found[unit]}, not active")
+    return found
+
+
+def backups(settings, now, attention):
+    """The backup tool's status (its JSON object) with an ``error``; None when backups are off."""
+    if not settings.get("backups"):
+        return None
+    found = {"newest_backup": None, "newest_backup_label": None, "last_archived_wal": None, "max_age": None,
+             "warnings": [], "error": None}  # fmt: skip
+    tool = f"/usr/local/sbin/{settings['app_name']}-backup"
+    try:
+        _, out = command(tool, "status", "--json", timeout=120, ok=(0, 1))
+        found.update(json.loads(out))
+    except Failed as error:
+        found["error"] = str(error)
+        attention.append(f"backups: {found['error']}")
+        return found
+    except ValueError as error:
+        found["error"] = f"`{tool} status --json` printed no JSON object: {error}"
+        attention.append(f"backups: {found['error']}")
+        return found
+    for warning in found["warnings"]:
+        attention.append(f"backups: {warning}")
+    return found
+
+
+def parse_enddate(text):
+    """Epoch seconds of openssl's ``notAfter=Nov 22 19:00:00 2027 GMT``."""
+    month, day, clock, year, zone = text.strip().removeprefix("notAfter=").split()
+    if zone != "GMT":
+        raise ValueError(f"not GMT: {text!r}")
+    hour, minute, second = (int(n) for n in clock.split(":"))
+    return datetime(int(year), MONTHS[month], int(day), hour, minute, second, tzinfo=UTC).timestamp()
+
+
+def certificate(settings, now, attention):
+    """The TLS certificate's notAfter (epoch seconds) and days left; None when none is set."""
+    path = settings.get("tls_cert")
+    if not path:
+        return None
+    found = {"path": path, "not_after": None, "days_left": None, "error": None}
+    try:
+        if not os.path.isfile(path):
+            raise Failed("no such file")
+        found["not_after"] = parse_enddate(command("openssl", "x509", "-enddate", "-noout", "-in", path)[1])
+    except (Failed, ValueError, KeyError) as error:
+        found["error"] = str(error)
+        attention.append(f"certificate {path}: cannot read its end date: {error}")
+        return found
+    found["days_left"] = round((found["not_after"] - now) / 86400, 1)
+    warn = settings.get("cert_warn_days", DEFAULTS["cert_warn_days"])
+    if found["days_left"] < warn:
+        when = "expired" if found["days_left"] < 0 else f"expires in {found['days_left']} days"
+        attention.append(f"certificate {path} {when} ({stamp(found['not_after'])}; warn below {warn} days)")
+    return found
+
+
+def disks(settings, attention):
+    """Used percent of each disk path, as df counts it (used / (used + available to users))."""
+    found, warn = [], settings.get("disk_warn_percent", DEFAULTS["disk_warn_percent"])
+    for path in settings.get("disk_paths", ["/"]):
+        try:
+            usage = shutil.disk_usage(path)
+        except OSError as error:
+            found.append({"path": path, "used_percent": None, "total": None, "used": None, "free": None,
+                          "error": str(error)})  # fmt: skip
+            attention.append(f"disk {path}: {error}")
+            continue
+        percent = round(100 * usage.used / ((usage.used + usage.free) or 1), 1)
+        found.append({"path": path, "used_percent": percent, "total": usage.total, "used": usage.used,
+                      "free": usage.free, "error": None})  # fmt: skip
+        if percent > warn:
+            attention.append(f"disk {path} is {percent}% used (more than {warn}%)")
+    return found
+
+
+def memory(settings, attention):
+    """MemTotal, MemAvailable (bytes) and the used percent, from /proc/meminfo."""
+    found = {"total": None, "available": None, "used_percent": None, "error": None}
+    try:
+        info = {}
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info[key] = int(value.split()[0]) * 1024  # kB
+        found.update(total=info["MemTotal"], available=info["MemAvailable"])
+    except (OSError, ValueError, IndexError, KeyError) as error:
+        found["error"] = f"/proc/meminfo: {error!r}"
+        attention.append(f"memory: {found['error']}")
+        return found
+    found["used_percent"] = round(100 * (found["total"] - found["available"]) / found["total"], 1)
+    warn = settings.get("memory_warn_percent", DEFAULTS["memory_warn_percent"])
+    if found["used_percent"] > warn:
+        attention.append(f"memory is {found['used_percent']}% used (more than {warn}%)")
+    return found
+
+
+def tail_lines(path, limit=TAIL_BYTES):
+    """The whole lines in the last ``limit`` bytes of ``path``, and whether that is the file's start."""
+    with open(path, "rb") as file:
+        size = file.seek(0, os.SEEK_END)
+        start = max(size - limit, 0)
+        file.seek(start)
+        data = file.read(limit)
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    return (lines if start == 0 else lines[1:]), start == 0
+
+
+def count_requests(paths, now, window=WINDOW):
+    """{window, requests, status_5xx, skipped_lines} of access log lines (one JSON object each, with
+    "time" ISO 8601 and "status") whose time is within ``window`` seconds before ``now``.
+
+    ``paths``: the log, then its rotated copy: read only while the newer one began inside the window.
+    Lines are read from the end back to the first one older than the window (less a minute of slack:
+    nginx logs a request when it ends). Lines that are not such objects are counted as skipped.
+    """
+    found = {"window": window, "requests": 0, "status_5xx": 0, "skipped_lines": 0}
+    start = now - window
+    for n, path in enumerate(paths):
+        try:
+            lines, whole = tail_lines(path)
+        except FileNotFoundError:
+            if n == 0:
+                raise
+            break
+        for line in reversed(lines):
+            try:
+                entry = json.loads(line)
+                when = datetime.fromisoformat(entry["time"]).timestamp()
+                status = int(entry["status"])
+            except (ValueError, KeyError, TypeError):
+                found["skipped_lines"] += 1
+                continue
+            if when < start - 60:
+                return found
+            if start <= when <= now + 1:
+                found["requests"] += 1
+                found["status_5xx"] += 500 <= status <= 599
+        if not whole:
+            break
+    return found
+
+
+def requests(settings, now, attention):
+    """Requests and 5xx answers in the last WINDOW seconds, from nginx's access log."""
+    path = settings.get("access_log")
+    if not path:
+        return None
+    try:
+        found = count_requests([path, f"{path}.1"], now)
+        found["error"] = None
+    except OSError as error:
+        attention.append(f"access log {path}: {error}")
+        return {"window": WINDOW, "requests": None, "status_5xx": None, "ratio": None, "skipped_lines": None,
+                "error": str(error)}  # fmt: skip
+    found["ratio"] = round(found["status_5xx"] / found["requests"], 4) if found["requests"] else 0.0
+    warn = settings.get("error_ratio_warn", DEFAULTS["error_ratio_warn"])
+    if found["requests"] >= MIN_REQUESTS and found["ratio"] > warn:
+        attention.append(f"{found['status_5xx']} of {found['requests']} requests in the last {WINDOW} s answered "
+                         f"5xx ({found['ratio']:.1%}, more than {warn:.1%})")  # fmt: skip
+    return found
+
+
+def collect(settings, now):
+    """The server's state as one dict (the --json object); ``attention`` lists what needs it."""
+    attention = []
+    state = {"app": settings["app_name"], "host": socket.gethostname(), "time": now}
+    sections = {
+        "release": lambda: release(settings, attention),
+        "instances": lambda: instances(settings, attention),
+        "units": lambda: units(settings, attention),
+        "backups": lambda: backups(settings, now, attention),
+        "certificate": lambda: certificate(settings, now, attention),
+        "disks": lambda: disks(settings, attention),
+        "memory": lambda: memory(settings, attention),
+        "requests": lambda: requests(settings, now, attention),
+    }
+    for name, section in sections.items():
+        try:
+            state[name] = section()
+        except Exception as error:  # noqa: BLE001 (a section that breaks is a reason, never a traceback)
+            state[name] = None
+            attention.append(f"{name}: could not be read: {error!r}")
+    state["attention"] = attention
+    return state
+
+
+# --- Output ---------------------------------------------------------------------------------------
+
+
+def render_text(state):
+    """The state as one screen of plain text, ATTENTION lines last."""
+    now, out = state["time"], []
+
+    def ago(epoch):
+        return f"at {stamp(epoch)} ({now - epoch:.0f} s ago)" if epoch else "never"
+
+    out.append(f"{state['app']} on {state['host']} at {stamp(now)}")
+    if rel := state.get("release"):
+        if rel["name"]:
+            commit = f" (commit {rel['commit'][:12]})" if rel["commit"] else ""
+            out.append(f"release     {rel['name']}{commit}, deployed {ago(rel['deployed'])}")
+        else:
+            out.append("release     none")
+    out.append("instances")
+    for i in state.get("instances") or []:
+        pid = i["pid"] if i["pid"] is not None else "-"
+        uptime = f"{i['uptime']} s" if i["uptime"] is not None else "-"
+        restarts = i["restarts"] if i["restarts"] is not None else "?"
+        sock = "open to nginx" if i["open"] else f"closed to nginx ({i['socket']})"
+        out.append(f"  {i['name']:<12} {i['state']:<9} pid {pid!s:<8} uptime {uptime:<10} restarts {restarts!s:<4} "
+                   f"crashes {i['crashes'] if i['crashes'] is not None else '?'!s:<4} {sock}")  # fmt: skip
+    if state.get("units"):
+        out.append("units")
+        out.extend(f"  {unit:<32} {active}" for unit, active in state["units"].items())
+    if (b := state.get("backups")) is not None:
+        if b["error"]:
+            out.append(f"backups     unknown: {b['error']}")
+        else:
+            label = f" {b['newest_backup_label']}" if b["newest_backup_label"] else ""
+            out.append(f"backups     newest{label} {ago(b['newest_backup'])}; max age {b['max_age']} s")
+            out.append(f"            last archived WAL {ago(b['last_archived_wal'])}")
+    if c := state.get("certificate"):
+        if c["not_after"] is not None:
+            out.append(f"certificate {c['path']}: until {stamp(c['not_after'])} ({c['days_left']} days left)")
+        else:
+            out.append(f"certificate {c['path']}: unknown ({c['error']})")
+    if d := state.get("disks"):
+        used = ", ".join(f"{x['path']} {x['used_percent']}%" if x["error"] is None else f"{x['path']} ?" for x in d)
+        out.append(f"disk used   {used}")
+    if (m := state.get("memory")) and m["error"] is None:
+        out.append(f"memory used {m['used_percent']}% of {m['total']} bytes ({m['available']} available)")
+    if (r := state.get("requests")) and r["error"] is None:
+        skipped = f"; {r['skipped_lines']} lines not JSON skipped" if r["skipped_lines"] else ""
+        out.append(f"requests    {r['requests']} in the last {r['window']} s, {r['status_5xx']} 5xx "
+                   f"({r['ratio']:.1%}){skipped}")  # fmt: skip
+    out.extend(f"ATTENTION: {reason}" for reason in state["attention"])
+    return "\n".join(out) + "\n"
+
+
+def label(value):
+    """A Prometheus label value, escaped (backslash, double quote, newline)."""
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render_textfile(state):
+    """The state as Prometheus text exposition format (node_exporter's textfile collector)."""
+    metrics = []  # (name, type, help, [(labels, value)])
+
+    def metric(name, kind, text, samples):
+        if samples:
+            metrics.append((name, kind, text, samples))
+
+    inst = state.get("instances") or []
+    metric("todo_instance_up", "gauge", "1 when supervisor reports the instance RUNNING.",
+           [({"name": i["name"]}, int(i["state"] == "RUNNING")) for i in inst])  # fmt: skip
+    metric("todo_instance_open", "gauge", "1 when the instance's socket is open to nginx (it is healthy).",
+           [({"name": i["name"]}, int(i["open"])) for i in inst])  # fmt: skip
+    metric("todo_instance_spawns_total", "counter", "Times supervisor started the instance since boot.",
+           [({"name": i["name"]}, i["spawns"]) for i in inst if i["spawns"] is not None])  # fmt: skip
+    metric("todo_instance_crashes_total", "counter",
+           "Times the instance exited when supervisor did not expect it (crashed or killed) since boot.",
+           [({"name": i["name"]}, i["crashes"]) for i in inst if i["crashes"] is not None])  # fmt: skip
+    metric("todo_unit_active", "gauge", "1 when the systemd unit is active.",
+           [({"unit": u}, int(s == "active")) for u, s in (state.get("units") or {}).items()])  # fmt: skip
+    rel = state.get("release") or {}
+    if rel.get("name"):
+        metric("todo_release_info", "gauge", "The release /srv/<app>/current points to.",
+               [({"release": rel["name"]}, 1)])  # fmt: skip
+        metric("todo_release_deployed_timestamp_seconds", "gauge", "When current was switched to the release.",
+               [({}, rel["deployed"])])  # fmt: skip
+    b = state.get("backups")
+    if b and not b.get("error"):
+        if b.get("newest_backup") is not None:
+            metric("todo_backup_last_success_timestamp_seconds", "gauge", "End of the newest backup.",
+                   [({}, b["newest_backup"])])  # fmt: skip
+        if b.get("last_archived_wal") is not None:
+            metric("todo_backup_last_archived_wal_timestamp_seconds", "gauge", "When the last WAL was archived.",
+                   [({}, b["last_archived_wal"])])  # fmt: skip
+        if b.get("max_age") is not None:
+            metric("todo_backup_max_age_seconds", "gauge", "Age after which the newest backup counts as late.",
+                   [({}, b["max_age"])])  # fmt: skip
+    c = state.get("certificate")
+    if c and c.get("not_after") is not None:
+        metric("todo_certificate_expiry_timestamp_seconds", "gauge", "The TLS certificate's notAfter.",
+               [({"path": c["path"]}, c["not_after"])])  # fmt: skip
+    metric("todo_status_attention", "gauge", "Things that need attention (the status tool's ATTENTION lines).",
+           [({}, len(state["attention"]))])  # fmt: skip
+    metric("todo_status_textfile_timestamp_seconds", "gauge", "When the status tool wrote this file.",
+           [({}, state["time"])])  # fmt: skip
+    out = []
+    for name, kind, text, samples in metrics:
+        out += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
+        for labels, value in samples:
+            pairs = ",".join(f'{key}="{label(val)}"' for key, val in labels.items())
+            number = repr(float(value)) if isinstance(value, float) and not float(value).is_integer() else int(value)
+            out.append(f"{name}{{{pairs}}} {number}" if pairs else f"{name} {number}")
+    return "\n".join(out) + "\n"
+
+
+def write_atomically(path, text):
+    """Write ``text`` to ``path``: a new file beside it (PATH.tmp.<pid>), fsync, 0644, rename."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            os.fchmod(out.fileno(), 0o644)
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    output.add_argument("--textfile", metavar="PATH", help="write Prometheus metrics to PATH (exit 0 when written)")
+    opts = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print(f"{NAME}-status: run as root (sudo)", file=sys.stderr)
+        return 2
+    path = Path(f"/etc/{NAME}/status.json")
+    try:
+        settings = json.loads(path.read_text())
+        settings.setdefault("app_name", NAME)
+        settings.setdefault("srv", f"/srv/{settings['app_name']}")
+        settings.setdefault("run_dir", f"/run/{settings['app_name']}")
+        settings.setdefault("instances", [])
+    except (OSError, ValueError) as error:
+        print(f"{NAME}-status: cannot read its settings {path}: {error}", file=sys.stderr)
+        return 2
+    state = collect(settings, round(time.time(), 3))
+    if opts.textfile:
+        try:
+            write_atomically(opts.textfile, render_textfile(state))
+        except OSError as error:
+            print(f"{NAME}-status: cannot write {opts.textfile}: {error}", file=sys.stderr)
+            return 1
+        return 0
+    try:
+        print(json.dumps(state, indent=1) if opts.json else render_text(state), end="\n" if opts.json else "")
+    except BrokenPipeError:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+    return 1 if state["attention"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
