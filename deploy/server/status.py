@@ -23,12 +23,15 @@ What it reads (times are UTC, ages and uptimes in seconds, sizes in bytes):
                (MemTotal - MemAvailable in /proc/meminfo)
   requests     requests and 5xx answers in the last 300 s, from the tail (8 MiB) of nginx's
                access log, one JSON object per line; other lines are skipped
+  alerts       the alerts firing in Prometheus on this server (its HTTP API, the settings'
+               prometheus URL; none when it is null: monitoring off)
 
 A line "ATTENTION: <reason>" names each thing that needs attention: an instance not RUNNING,
 or RUNNING but closed to nginx after 30 s of uptime; a unit not active; a backup warning or a
 failing backup tool; a certificate expiring within cert_warn_days; a disk above
 disk_warn_percent; memory above memory_warn_percent; 5xx above error_ratio_warn of at least
-20 requests; no current release; anything that could not be read.
+20 requests; no current release; an alert firing in Prometheus, or Prometheus not answering;
+anything that could not be read.
 
 Options:
   --json           one JSON object instead: app, host, time (epoch s), release {name, commit,
@@ -38,10 +41,12 @@ Options:
                    warnings, error}, certificate {path, not_after, days_left, error}, disks
                    [{path, used_percent, total, used, free, error}], memory {total, available,
                    used_percent, error}, requests {window, requests, status_5xx, ratio,
-                   skipped_lines, error}, attention [reasons]
+                   skipped_lines, error}, alerts (null when monitoring is off) [{name,
+                   severity, summary, since}], attention [reasons]
   --textfile PATH  write the state as Prometheus metrics (text format, todo_* names) to PATH
                    for node_exporter's textfile collector, atomically (a temporary file beside
-                   it, renamed), mode 0644; prints nothing
+                   it, renamed), mode 0644; prints nothing. Without the alerts section: the
+                   metrics feed Prometheus's rules, whose alerts must not feed back into them
 
 Exit status: 0 nothing needs attention; 1 something does (or, with --textfile, PATH could not
 be written: with --textfile it is 0 whatever the state, the metrics carry it); 2 bad usage,
@@ -60,6 +65,7 @@ import stat
 import subprocess
 import sys
 import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -394,8 +400,32 @@ def requests(settings, now, attention):
     return found
 
 
-def collect(settings, now):
-    """The server's state as one dict (the --json object); ``attention`` lists what needs it."""
+def alerts(settings, attention):
+    """The alerts firing in Prometheus (GET <prometheus>/api/v1/alerts), or None when monitoring is off."""
+    if not settings.get("prometheus"):
+        return None
+    try:
+        with urllib.request.urlopen(f"{settings['prometheus']}/api/v1/alerts", timeout=5) as answer:
+            held = json.load(answer)["data"]["alerts"]
+    except (OSError, ValueError, KeyError) as error:
+        attention.append(f"Prometheus at {settings['prometheus']} does not answer: {error}")
+        return None
+    found = []
+    for alert in held:
+        if alert.get("state") != "firing":
+            continue
+        labels, annotations = alert.get("labels", {}), alert.get("annotations", {})
+        found.append({"name": labels.get("alertname"), "severity": labels.get("severity"),
+                      "summary": annotations.get("summary", ""), "since": alert.get("activeAt")})  # fmt: skip
+        attention.append(
+            f"alert {labels.get('alertname')} ({labels.get('severity')}) firing: {annotations.get('summary', '')}"
+        )
+    return found
+
+
+def collect(settings, now, with_alerts=True):
+    """The server's state as one dict (the --json object); ``attention`` lists what needs it.
+    ``with_alerts=False``: without Prometheus's alerts (the textfile, which its rules read)."""
     attention = []
     state = {"app": settings["app_name"], "host": socket.gethostname(), "time": now}
     sections = {
@@ -408,6 +438,8 @@ def collect(settings, now):
         "memory": lambda: memory(settings, attention),
         "requests": lambda: requests(settings, now, attention),
     }
+    if with_alerts:
+        sections["alerts"] = lambda: alerts(settings, attention)
     for name, section in sections.items():
         try:
             state[name] = section()
@@ -467,6 +499,8 @@ def render_text(state):
         skipped = f"; {r['skipped_lines']} lines not JSON skipped" if r["skipped_lines"] else ""
         out.append(f"requests    {r['requests']} in the last {r['window']} s, {r['status_5xx']} 5xx "
                    f"({r['ratio']:.1%}){skipped}")  # fmt: skip
+    if (a := state.get("alerts")) is not None:
+        out.append(f"alerts      {len(a)} firing in Prometheus" + "".join(f"; {x['name']}" for x in a))
     out.extend(f"ATTENTION: {reason}" for reason in state["attention"])
     return "\n".join(out) + "\n"
 
@@ -569,7 +603,7 @@ def main(argv=None):
     except (OSError, ValueError) as error:
         print(f"{NAME}-status: cannot read its settings {path}: {error}", file=sys.stderr)
         return 2
-    state = collect(settings, round(time.time(), 3))
+    state = collect(settings, round(time.time(), 3), with_alerts=not opts.textfile)
     if opts.textfile:
         try:
             write_atomically(opts.textfile, render_textfile(state))

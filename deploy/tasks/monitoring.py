@@ -70,6 +70,8 @@ def status_settings(s):
         "cert_warn_days": 14,
         "memory_warn_percent": 90,
         "error_ratio_warn": 0.05,
+        # Firing alerts are shown (and need attention) when Prometheus runs here.
+        "prometheus": "http://127.0.0.1:9090" if s["monitoring"] else None,
     }
 
 
