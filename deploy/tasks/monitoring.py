@@ -1,4 +1,4 @@
-"""Seeing the stack: the status tool (scripts/status), and, with the ``monitoring`` setting,
+"""Seeing the stack: the status and logs tools (scripts/status, scripts/logs), and, with the ``monitoring`` setting,
 Prometheus with Debian's exporters (node, nginx, PostgreSQL), the app's own metrics through
 nginx's loopback metrics server, and the alert rules (monitoring/alerts.yml, checked with
 promtool). Everything listens on the loopback only; the firewall opens none of it."""
@@ -83,6 +83,14 @@ def monitoring(s):
         name=f"Ensure the status tool {s['status_tool']}.",
         src="deploy/server/status.py",
         dest=s["status_tool"],
+        user="root",
+        group="root",
+        mode="755",
+    )
+    files.put(
+        name=f"Ensure the logs tool /usr/local/sbin/{app}-logs (scripts/logs).",
+        src="deploy/server/logs.py",
+        dest=f"/usr/local/sbin/{app}-logs",
         user="root",
         group="root",
         mode="755",
