@@ -21,6 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from gunicorn import glogging
+
 RELEASE_DIR = Path(__file__).resolve().parent
 APP = os.environ.get("TODO_APP_NAME", "todo")
 INSTANCE = os.environ.get("TODO_INSTANCE", f"{APP}-0")
@@ -118,12 +120,27 @@ def when_ready(server):
         server.log.info("%s stays closed to nginx until /healthz answers 200", path)
 
 
+class Logger(glogging.Logger):
+    """gunicorn's logger, without an access log line for Prometheus's scrapes of /metrics (one
+    per instance every 10 s would bury the requests people make; the scrapes' own record is
+    Prometheus's up metric)."""
+
+    def access(self, resp, req, environ, request_time):
+        if req.path != "/metrics":
+            super().access(resp, req, environ, request_time)
+
+
+logger_class = Logger
+
+
 # Logs go to stdout/stderr; supervisor writes and rotates them in /var/log/todo.
 accesslog = "-"
 errorlog = "-"
 loglevel = "info"
 # xff: the X-Forwarded-For header as received, to audit that nginx overwrites a forged one.
 # rid: nginx's $request_id (X-Request-ID), the same id as in nginx's access log line.
+
+
 access_log_format = (
     '%(h)s %(t)s "%(r)s" %(s)s %(b)s %(M)sms pid=%(p)s rid=%({x-request-id}i)s xff=%({x-forwarded-for}i)s'
 )

@@ -68,3 +68,13 @@ def test_latency_is_recorded_per_endpoint(web, host, instances):
     for _ in range(10):
         web.get(f"{web.base}/version", timeout=10).raise_for_status()
     assert observed() - before == 10
+
+
+def test_scrapes_of_metrics_leave_no_line_in_the_app_log(host, instances, app_name):
+    """Prometheus's scrapes every 10 s would bury the requests people make (gunicorn.conf.py's Logger)."""
+    name = instances[0]
+    log = f"/var/log/{app_name}/{name}.log"
+    size = host.file(log).size
+    for _ in range(3):
+        local_get(host, f"http://127.0.0.1:9180/instances/{name}/metrics")
+    assert "GET /metrics" not in host.check_output(f"tail -c +{size + 1} {log}")
