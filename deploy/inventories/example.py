@@ -78,6 +78,13 @@ hosts = [
             "backup_diff_schedule": "Mon..Sat *-*-* 01:15:00",
             "backup_retention_full": 2,
             "backup_max_age": 93600,
+            # Monitoring: Prometheus and Debian's exporters on the server, loopback only, with the
+            # alert rules (docs/operations.md); nginx's loopback metrics port; days of samples kept;
+            # an Alertmanager "HOST:PORT" to send firing alerts to (None: shown, not sent).
+            "monitoring": True,
+            "metrics_port": 9180,
+            "prometheus_retention_days": 15,
+            "alertmanager": None,
             # PostgreSQL major version (Debian 12 ships 15).
             "postgresql_version": 15,
             # Provisioning as root (a fresh server): the sudo user it makes, proves over SSH, then

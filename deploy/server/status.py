@@ -477,7 +477,8 @@ def render_text(state):
                    f"crashes {i['crashes'] if i['crashes'] is not None else '?'!s:<4} {sock}")  # fmt: skip
     if state.get("units"):
         out.append("units")
-        out.extend(f"  {unit:<32} {active}" for unit, active in state["units"].items())
+        width = max(map(len, state["units"]))
+        out.extend(f"  {unit:<{width}} {active}" for unit, active in state["units"].items())
     if (b := state.get("backups")) is not None:
         if b["error"]:
             out.append(f"backups     unknown: {b['error']}")
