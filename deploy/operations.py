@@ -2,6 +2,7 @@
 it takes effect (the ``validate: visudo -cf %s`` pattern of Ansible's copy/template modules), and a
 systemd drop-in with the daemon-reload it needs."""
 
+import json
 import os
 from io import StringIO
 
@@ -125,3 +126,27 @@ def dropin(unit, s):
     )
     systemd.daemon_reload(name=f"Reload systemd units: the {unit} drop-in changed.", _if=put.did_change)
     return put
+
+
+def server_tool(s, tool, settings=None):
+    """Ensure the stack's server tool ``tool`` (release, backup, status, logs): deploy/server/<tool>.py
+    as /usr/local/sbin/<app>-<tool> (root 0755), and with ``settings`` (a dict) the settings it
+    reads, /etc/<app>/<tool>.json (root 0644, sorted keys)."""
+    app = s["app_name"]
+    files.put(
+        name=f"Ensure the {tool} tool /usr/local/sbin/{app}-{tool}.",
+        src=f"deploy/server/{tool}.py",
+        dest=f"/usr/local/sbin/{app}-{tool}",
+        user="root",
+        group="root",
+        mode="755",
+    )
+    if settings is not None:
+        files.put(
+            name=f"Ensure the {tool} tool's settings {s['etc']}/{tool}.json.",
+            src=StringIO(json.dumps(settings, indent=1, sort_keys=True) + "\n"),
+            dest=f"{s['etc']}/{tool}.json",
+            user="root",
+            group="root",
+            mode="644",
+        )

@@ -2,9 +2,6 @@
 full and differential backups by systemd timers, the server's backup tool, and a first full
 backup. The repository is on this server (/var/lib/pgbackrest): it shares the server's disk."""
 
-import io
-import json
-
 from pyinfra import host
 from pyinfra.api import FactBase, deploy
 from pyinfra.facts.files import File
@@ -12,7 +9,7 @@ from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from deploy.facts import PostgresValue
-from deploy.operations import config_files
+from deploy.operations import config_files, server_tool
 
 #: Settings the backup tool reads on the server (/etc/<app>/backup.json).
 TOOL_SETTINGS = ("app_name", "postgresql_version", "pg_data", "instance_names", "backup_max_age")
@@ -101,22 +98,7 @@ def backups(s):
         _if=any_changed(conf, archive, stanza, restarted),
     )
 
-    files.put(
-        name=f"Ensure the backup tool {s['backup_tool']}.",
-        src="deploy/server/backup.py",
-        dest=s["backup_tool"],
-        user="root",
-        group="root",
-        mode="755",
-    )
-    files.put(
-        name=f"Ensure the backup tool's settings {s['etc']}/backup.json.",
-        src=io.StringIO(json.dumps({key: s[key] for key in TOOL_SETTINGS}, indent=1, sort_keys=True) + "\n"),
-        dest=f"{s['etc']}/backup.json",
-        user="root",
-        group="root",
-        mode="644",
-    )
+    server_tool(s, "backup", {key: s[key] for key in TOOL_SETTINGS})
 
     units = []
     for kind in ("full", "diff"):

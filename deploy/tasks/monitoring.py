@@ -3,16 +3,13 @@ Prometheus with Debian's exporters (node, nginx, PostgreSQL), the app's own metr
 nginx's loopback metrics server, and the alert rules (monitoring/alerts.yml, checked with
 promtool). Everything listens on the loopback only; the firewall opens none of it."""
 
-import io
-import json
-
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from deploy.facts import PostgresValue
-from deploy.operations import config_files, dropin
+from deploy.operations import config_files, dropin, server_tool
 
 #: Debian's exporters and what each one's /etc/default file sets (loopback addresses; the
 #: flags are the packaged versions': node_exporter 1.5, nginx-prometheus-exporter 0.11,
@@ -79,30 +76,8 @@ def status_settings(s):
 def monitoring(s):
     """Ensure the status tool; with ``monitoring``, Prometheus, the exporters and the alert rules."""
     app = s["app_name"]
-    files.put(
-        name=f"Ensure the status tool {s['status_tool']}.",
-        src="deploy/server/status.py",
-        dest=s["status_tool"],
-        user="root",
-        group="root",
-        mode="755",
-    )
-    files.put(
-        name=f"Ensure the logs tool /usr/local/sbin/{app}-logs (scripts/logs).",
-        src="deploy/server/logs.py",
-        dest=f"/usr/local/sbin/{app}-logs",
-        user="root",
-        group="root",
-        mode="755",
-    )
-    files.put(
-        name=f"Ensure the status tool's settings {s['etc']}/status.json.",
-        src=io.StringIO(json.dumps(status_settings(s), indent=1, sort_keys=True) + "\n"),
-        dest=f"{s['etc']}/status.json",
-        user="root",
-        group="root",
-        mode="644",
-    )
+    server_tool(s, "status", status_settings(s))
+    server_tool(s, "logs")
     if not s["monitoring"]:
         return
 

@@ -1,15 +1,12 @@
 """The release tool, its settings, the push repository and who may push (the first release
 itself is scripts/provision's last step: scripts/release --if-none)."""
 
-import io
-import json
-
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import File, FileContents, FindFiles
 from pyinfra.operations import files, git, server
 
-from deploy.operations import config_files
+from deploy.operations import config_files, server_tool
 from deploy.settings import RELEASE_SETTINGS
 
 #: What the push repository's HEAD names: a branch nobody pushes (see below).
@@ -19,23 +16,7 @@ UNBORN_HEAD = "refs/heads/no-branch-checked-out"
 @deploy("Releases")
 def releases(s):
     """Ensure the release tool, its settings, the deploy group's sudo rule and the push repository."""
-    files.put(
-        name=f"Ensure the release tool {s['release_tool']}.",
-        src="deploy/server/release.py",
-        dest=s["release_tool"],
-        user="root",
-        group="root",
-        mode="755",
-    )
-    release_settings = {key: s[key] for key in RELEASE_SETTINGS}
-    files.put(
-        name=f"Ensure the release settings {s['etc']}/release.json.",
-        src=io.StringIO(json.dumps(release_settings, indent=1, sort_keys=True) + "\n"),
-        dest=f"{s['etc']}/release.json",
-        user="root",
-        group="root",
-        mode="644",
-    )
+    server_tool(s, "release", {key: s[key] for key in RELEASE_SETTINGS})
     group = s["deploy_group"]
     server.group(name=f"Ensure the {group} group (may push releases) exists.", group=group, system=True)
     login_user = s["login_user"]
