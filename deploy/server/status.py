@@ -21,7 +21,7 @@ What it reads (times are UTC, ages and uptimes in seconds, sizes in bytes):
   certificate  the TLS certificate's notAfter (openssl x509 -enddate) and the days left
   disk, memory used percent of each disk path (as df counts it), and of memory
                (MemTotal - MemAvailable in /proc/meminfo)
-  requests     requests and 5xx answers in the last 300 s, from the tail (8 MiB) of nginx's
+  requests     requests and 5xx answers in the last 300 s (--window), from the tail (8 MiB) of nginx's
                access log, one JSON object per line; other lines are skipped
   alerts       the alerts firing in Prometheus on this server (its HTTP API, the settings'
                prometheus URL; none when it is null: monitoring off)
@@ -380,22 +380,22 @@ def count_requests(paths, now, window=WINDOW):
     return found
 
 
-def requests(settings, now, attention):
-    """Requests and 5xx answers in the last WINDOW seconds, from nginx's access log."""
+def requests(settings, now, attention, window=WINDOW):
+    """Requests and 5xx answers in the last ``window`` seconds, from nginx's access log."""
     path = settings.get("access_log")
     if not path:
         return None
     try:
-        found = count_requests([path, f"{path}.1"], now)
+        found = count_requests([path, f"{path}.1"], now, window)
         found["error"] = None
     except OSError as error:
         attention.append(f"access log {path}: {error}")
-        return {"window": WINDOW, "requests": None, "status_5xx": None, "ratio": None, "skipped_lines": None,
+        return {"window": window, "requests": None, "status_5xx": None, "ratio": None, "skipped_lines": None,
                 "error": str(error)}  # fmt: skip
     found["ratio"] = round(found["status_5xx"] / found["requests"], 4) if found["requests"] else 0.0
     warn = settings.get("error_ratio_warn", DEFAULTS["error_ratio_warn"])
     if found["requests"] >= MIN_REQUESTS and found["ratio"] > warn:
-        attention.append(f"{found['status_5xx']} of {found['requests']} requests in the last {WINDOW} s answered "
+        attention.append(f"{found['status_5xx']} of {found['requests']} requests in the last {window} s answered "
                          f"5xx ({found['ratio']:.1%}, more than {warn:.1%})")  # fmt: skip
     return found
 
@@ -423,7 +423,7 @@ def alerts(settings, attention):
     return found
 
 
-def collect(settings, now, with_alerts=True):
+def collect(settings, now, with_alerts=True, window=WINDOW):
     """The server's state as one dict (the --json object); ``attention`` lists what needs it.
     ``with_alerts=False``: without Prometheus's alerts (the textfile, which its rules read)."""
     attention = []
@@ -436,7 +436,7 @@ def collect(settings, now, with_alerts=True):
         "certificate": lambda: certificate(settings, now, attention),
         "disks": lambda: disks(settings, attention),
         "memory": lambda: memory(settings, attention),
-        "requests": lambda: requests(settings, now, attention),
+        "requests": lambda: requests(settings, now, attention, window),
     }
     if with_alerts:
         sections["alerts"] = lambda: alerts(settings, attention)
@@ -590,6 +590,13 @@ def main(argv=None):
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="one JSON object instead of text")
     output.add_argument("--textfile", metavar="PATH", help="write Prometheus metrics to PATH (exit 0 when written)")
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=WINDOW,
+        metavar="SECONDS",
+        help=f"the requests and 5xx counted: the last SECONDS (default {WINDOW})",
+    )
     opts = parser.parse_args(argv)
     if os.geteuid() != 0:
         print(f"{NAME}-status: run as root (sudo)", file=sys.stderr)
@@ -604,7 +611,9 @@ def main(argv=None):
     except (OSError, ValueError) as error:
         print(f"{NAME}-status: cannot read its settings {path}: {error}", file=sys.stderr)
         return 2
-    state = collect(settings, round(time.time(), 3), with_alerts=not opts.textfile)
+    if opts.window < 1:
+        parser.error("--window: at least 1 second")
+    state = collect(settings, round(time.time(), 3), with_alerts=not opts.textfile, window=opts.window)
     if opts.textfile:
         try:
             write_atomically(opts.textfile, render_textfile(state))
