@@ -67,6 +67,13 @@ def run(*args, check=True):
     return done.stdout
 
 
+#: What every status says while the repository is on the database server's own disk.
+SAME_DISK = (
+    "SAME DISK: the repository {repo} is on this server: it undoes a DROP TABLE or a bad migration, not the "
+    "loss of the server. Copy it and its passphrase off the server (docs/operations.md#backups)."
+)
+
+
 class Backups:
     """The stanza of this server, its PostgreSQL cluster and its instances (from backup.json)."""
 
@@ -76,6 +83,9 @@ class Backups:
         self.data = config["pg_data"]
         self.instances = config["instance_names"]
         self.max_age = config["backup_max_age"]
+        # The repository is a directory of this server (a backup host is not built yet): a lost
+        # server loses its backups with it, and every status says so.
+        self.repo = config.get("backup_repo", "/var/lib/pgbackrest")
         self.unit = f"postgresql@{self.version}-main"
         self.scratch = f"/var/lib/postgresql/{self.version}/{self.app}-verify"
 
@@ -142,6 +152,8 @@ class Backups:
                 "last_archived_wal": self.archiver()[0],
                 "max_age": self.max_age,
                 "warnings": found,
+                "repository": self.repo,
+                "same_disk": True,
             }))  # fmt: skip
             return 1 if found else 0
         if backups:
@@ -150,6 +162,7 @@ class Backups:
         archived = self.archiver()[0]
         if archived:
             print(f"last archived WAL: at {stamp(archived)} ({now - archived:.0f} s ago)")
+        print(SAME_DISK.format(repo=self.repo))
         found = self.warnings(info, now)
         for warning in found:
             print(f"WARNING: {warning}")

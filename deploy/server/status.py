@@ -486,6 +486,9 @@ def render_text(state):
             label = f" {b['newest_backup_label']}" if b["newest_backup_label"] else ""
             out.append(f"backups     newest{label} {ago(b['newest_backup'])}; max age {b['max_age']} s")
             out.append(f"            last archived WAL {ago(b['last_archived_wal'])}")
+            if b.get("same_disk"):
+                out.append(f"            SAME DISK: the repository {b['repository']} is on this server: a lost server "
+                           "loses its backups too (copy them off: docs/operations.md#backups)")  # fmt: skip
     if c := state.get("certificate"):
         if c["not_after"] is not None:
             out.append(f"certificate {c['path']}: until {stamp(c['not_after'])} ({c['days_left']} days left)")

@@ -12,7 +12,7 @@ from deploy.facts import PostgresValue
 from deploy.operations import config_files, server_tool
 
 #: Settings the backup tool reads on the server (/etc/<app>/backup.json).
-TOOL_SETTINGS = ("app_name", "postgresql_version", "pg_data", "instance_names", "backup_max_age")
+TOOL_SETTINGS = ("app_name", "postgresql_version", "pg_data", "instance_names", "backup_max_age", "backup_repo")
 
 
 class BackupCount(FactBase):
@@ -38,7 +38,8 @@ def backups(s):
         files.directory(name=f"Ensure {path} (root:postgres 0750).", path=path, user="root", group="postgres",
                         mode="750")  # fmt: skip
     files.directory(
-        name=f"Ensure the repository {s['backup_repo']} is postgres's alone (0750: not the app user's).",
+        name=f"Ensure the repository {s['backup_repo']} is postgres's alone (0750: not the app user's). "
+        "SAME DISK: the backups are on this server; a lost server loses them too: copy them off.",
         path=s["backup_repo"],
         user="postgres",
         group="postgres",

@@ -31,3 +31,12 @@ def test_postgresql_archives_its_wal_into_the_repository(host, app_name):
     assert settings == f"on|pgbackrest --stanza={app_name} archive-push %p|1min", settings
     info = host.check_output(f"runuser -u postgres -- pgbackrest --stanza={app_name} info")
     assert "status: ok" in info, info
+
+
+def test_every_backup_status_says_the_repository_shares_the_servers_disk(host, app_name):
+    """Until the repository is off the server, the backup tool's status and the stack's status say
+    so out loud: it undoes a DROP TABLE, not the loss of the server."""
+    tool = host.run(f"/usr/local/sbin/{app_name}-backup status")
+    assert "SAME DISK: the repository /var/lib/pgbackrest is on this server" in tool.stdout, tool.stdout
+    status = host.run(f"/usr/local/sbin/{app_name}-status --window 30")
+    assert "SAME DISK: the repository /var/lib/pgbackrest is on this server" in status.stdout, status.stdout
