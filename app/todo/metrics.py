@@ -5,7 +5,8 @@ emptied when the instance starts), so every worker of the instance writes its va
 ``GET /metrics`` on any worker answers the sum over all of them (prometheus_client's
 multiprocess mode: https://prometheus.github.io/client_python/multiprocess/). Prometheus
 scrapes each instance through nginx's loopback-only metrics server; the public site answers
-404 for /metrics. Without the variable (tests, a development server) nothing is recorded and
+404 for /metrics, and so does the app for any request that did not come through that server.
+Without the variable (tests, a development server) nothing is recorded and
 /metrics does not exist.
 
 Metrics:
@@ -19,7 +20,7 @@ route matches, so the label has a bounded number of values whatever clients ask 
 import os
 import time
 
-from flask import Response, g, request
+from flask import Response, abort, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
 # Not registered anywhere (registry=None): in multiprocess mode their values live in the
@@ -44,7 +45,10 @@ def _record(response):
 
 
 def _metrics():
-    """Every worker's values of this instance, in Prometheus's text format."""
+    """Every worker's values of this instance, in Prometheus's text format; 404 unless nginx's
+    loopback metrics server sent the request (X-Metrics-Scrape: 1, which the public site clears)."""
+    if request.headers.get("X-Metrics-Scrape") != "1":
+        abort(404)
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

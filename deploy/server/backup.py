@@ -70,7 +70,7 @@ def run(*args, check=True):
 #: What every status says while the repository is on the database server's own disk.
 SAME_DISK = (
     "SAME DISK: the repository {repo} is on this server: it undoes a DROP TABLE or a bad migration, not the "
-    "loss of the server. Copy it and its passphrase off the server (docs/operations.md#backups)."
+    "loss of the server. Copy it and its passphrase off the server (docs/operations.md, Backups)."
 )
 
 
@@ -126,7 +126,9 @@ class Backups:
         waiting = int(current[8:], 16) - int(last_wal[8:], 16) - 1 if same else 0
         return int(archived) or None, failing == "t", max(waiting, 0)
 
-    def warnings(self, info, now):
+    def warnings(self, info, now, archiver=None):
+        """What is late or failing: no backup, the newest older than max_age, WAL archiving failing
+        or behind (``archiver``: archiver()'s answer, read again when not given)."""
         found = []
         backups = info.get("backup", [])
         if not backups:
@@ -134,7 +136,7 @@ class Backups:
         elif now - backups[-1]["timestamp"]["stop"] > self.max_age:
             found.append(f"the newest backup is {now - backups[-1]['timestamp']['stop']:.0f} s old "
                          f"(more than backup_max_age, {self.max_age} s): are the timers running?")  # fmt: skip
-        _, failing, waiting = self.archiver()
+        _, failing, waiting = archiver or self.archiver()
         if failing:
             found.append("WAL archiving fails (pg_stat_archiver.last_failed_time): writes since are in no backup yet")
         if waiting > 1:
@@ -142,14 +144,14 @@ class Backups:
         return found
 
     def status(self, as_json=False):
-        info, now = self.info(), time.time()
+        info, now, archiver = self.info(), time.time(), self.archiver()
         backups = info.get("backup", [])
         if as_json:
-            found = self.warnings(info, now)
+            found = self.warnings(info, now, archiver)
             print(json.dumps({
                 "newest_backup": backups[-1]["timestamp"]["stop"] if backups else None,
                 "newest_backup_label": backups[-1]["label"] if backups else None,
-                "last_archived_wal": self.archiver()[0],
+                "last_archived_wal": archiver[0],
                 "max_age": self.max_age,
                 "warnings": found,
                 "repository": self.repo,
@@ -159,11 +161,11 @@ class Backups:
         if backups:
             stop = backups[-1]["timestamp"]["stop"]
             print(f"newest backup: {backups[-1]['label']} at {stamp(stop)} ({now - stop:.0f} s ago)")
-        archived = self.archiver()[0]
+        archived = archiver[0]
         if archived:
             print(f"last archived WAL: at {stamp(archived)} ({now - archived:.0f} s ago)")
         print(SAME_DISK.format(repo=self.repo))
-        found = self.warnings(info, now)
+        found = self.warnings(info, now, archiver)
         for warning in found:
             print(f"WARNING: {warning}")
         return 1 if found else 0

@@ -62,6 +62,7 @@ import os
 import re
 import select
 import signal
+import stat
 import sys
 import time
 from datetime import UTC, datetime
@@ -319,15 +320,25 @@ class LogFile:
 
     def open(self):
         """Open the file from its start; False when it does not exist (OSError when unreadable)."""
+        # As root, in directories other users may write (/var/log/postgresql is postgres's): never
+        # through a symlink (it could name /etc/shadow), and only a regular file (a FIFO would hang,
+        # /dev/zero never end).
         try:
-            self.file = open(self.path, "rb")  # noqa: SIM115 (followed for as long as the tool runs)
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             return False
+        except OSError as error:
+            raise OSError(f"{self.path}: not read ({error.strerror}: a symlink is never followed)") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(f"{self.path}: not a regular file, not read")
+        self.file = os.fdopen(fd, "rb")
         self.stat = os.fstat(self.file.fileno())
         self.position, self.pending = 0, b""
         return True
 
     def close(self):
+        """Close the file (it is opened again when followed)."""
         if self.file:
             self.file.close()
         self.file = None

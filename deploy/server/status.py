@@ -36,10 +36,11 @@ anything that could not be read.
 Options:
   --json           one JSON object instead: app, host, time (epoch s), release {name, commit,
                    built_at, deployed}, instances [{name, state, pid, uptime, spawns, restarts,
-                   socket: open|closed|missing, open}], units {unit: state}, backups (null when
-                   off) {newest_backup, newest_backup_label, last_archived_wal, max_age,
-                   warnings, error}, certificate {path, not_after, days_left, error}, disks
-                   [{path, used_percent, total, used, free, error}], memory {total, available,
+                   crashes, socket: open|closed|missing, open}], units {unit: state}, backups
+                   (null when off) {newest_backup, newest_backup_label, last_archived_wal,
+                   max_age, warnings, repository, same_disk, error}, certificate {path,
+                   not_after, days_left, error}, disks [{path, used_percent, total, used, free,
+                   error}], memory {total, available,
                    used_percent, error}, requests {window, requests, status_5xx, ratio,
                    skipped_lines, error}, alerts (null when monitoring is off) [{name,
                    severity, summary, since}], attention [reasons]
@@ -108,6 +109,7 @@ def command(*args, timeout=20, ok=(0,)):
 
 
 def stamp(epoch):
+    """``epoch`` (seconds) as UTC text, e.g. 2026-11-22 20:00:18+00."""
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S+00")
 
 
@@ -129,7 +131,11 @@ def release(settings, attention):
         # Never through a symlink: the build user wrote it (as release.py reads it).
         with os.fdopen(os.open(meta, os.O_RDONLY | os.O_NOFOLLOW), encoding="utf-8") as file:
             data = json.loads(file.read())
-        found.update(commit=data.get("commit"), built_at=data.get("built_at"))
+        # Text the build user wrote: kept only when it is what it says (a commit id, a time).
+        commit, built = data.get("commit"), data.get("built_at")
+        found.update(commit=commit if isinstance(commit, str) and re.fullmatch(r"[0-9a-f]{7,40}", commit) else None,
+                     built_at=built if isinstance(built, (int, float)) or isinstance(built, str)
+                     and re.fullmatch(r"[0-9T:+.Z -]{1,40}", built) else None)  # fmt: skip
     except (OSError, ValueError):
         attention.append(f"current release {found['name']}: no readable {meta}")
     return found
@@ -157,7 +163,13 @@ def boot_time():
 
 def spawns_since(boot, log=SUPERVISOR_LOG, pattern=SPAWNED):
     """{program: times supervisord spawned it since ``boot``}, from its log and rotated copies
-    (``pattern=CRASHED``: times it exited when supervisord did not expect it to).
+    (``pattern=CRASHED``: times it exited when supervisord did not expect it to)."""
+    return supervisor_counts(boot, log, (pattern,))[0]
+
+
+def supervisor_counts(boot, log=SUPERVISOR_LOG, patterns=(SPAWNED, CRASHED)):
+    """For each pattern, {program: its lines since ``boot``}, in one read of supervisord's log and
+    its rotated copies.
 
     supervisord writes local time (``YYYY-MM-DD HH:MM:SS,mmm``), compared as text with the boot
     time in the same form. Copies are read newest first, down to the first that began before boot.
@@ -166,14 +178,15 @@ def spawns_since(boot, log=SUPERVISOR_LOG, pattern=SPAWNED):
     copies = sorted(log.parent.glob(log.name + "*"), key=lambda p: p.stat().st_mtime, reverse=True)
     if not copies:
         raise FileNotFoundError(f"no {log}")
-    counts = {}
+    counts = [{} for _ in patterns]
     for path in copies[:60]:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rt", encoding="utf-8", errors="replace") as file:
             lines = file.read().splitlines()
         for line in lines:
-            if (match := pattern.match(line)) and match.group(1) >= since:
-                counts[match.group(2)] = counts.get(match.group(2), 0) + 1
+            for found, pattern in zip(counts, patterns, strict=True):
+                if (match := pattern.match(line)) and match.group(1) >= since:
+                    found[match.group(2)] = found.get(match.group(2), 0) + 1
         first = next((line[:19] for line in lines if re.match(r"\d{4}-\d\d-\d\d ", line)), None)
         if first is not None and first < since:
             break
@@ -209,7 +222,7 @@ def instances(settings, attention):
     except Failed as error:
         attention.append(f"supervisor: {error}")
     try:
-        spawns, crashes = spawns_since(boot_time()), spawns_since(boot_time(), pattern=CRASHED)
+        spawns, crashes = supervisor_counts(boot_time())
     except (OSError, ValueError):
         spawns = crashes = None  # no restart counts; the states still say what runs
     found = []
@@ -423,9 +436,10 @@ def alerts(settings, attention):
     return found
 
 
-def collect(settings, now, with_alerts=True, window=WINDOW):
+def collect(settings, now, textfile=False, window=WINDOW):
     """The server's state as one dict (the --json object); ``attention`` lists what needs it.
-    ``with_alerts=False``: without Prometheus's alerts (the textfile, which its rules read)."""
+    ``textfile``: what the textfile carries only: no Prometheus alerts (its rules read the file)
+    and no access log (its metrics are the app's own)."""
     attention = []
     state = {"app": settings["app_name"], "host": socket.gethostname(), "time": now}
     sections = {
@@ -436,9 +450,9 @@ def collect(settings, now, with_alerts=True, window=WINDOW):
         "certificate": lambda: certificate(settings, now, attention),
         "disks": lambda: disks(settings, attention),
         "memory": lambda: memory(settings, attention),
-        "requests": lambda: requests(settings, now, attention, window),
     }
-    if with_alerts:
+    if not textfile:
+        sections["requests"] = lambda: requests(settings, now, attention, window)
         sections["alerts"] = lambda: alerts(settings, attention)
     for name, section in sections.items():
         try:
@@ -488,7 +502,7 @@ def render_text(state):
             out.append(f"            last archived WAL {ago(b['last_archived_wal'])}")
             if b.get("same_disk"):
                 out.append(f"            SAME DISK: the repository {b['repository']} is on this server: a lost server "
-                           "loses its backups too (copy them off: docs/operations.md#backups)")  # fmt: skip
+                           "loses its backups too (copy them off: docs/operations.md, Backups)")  # fmt: skip
     if c := state.get("certificate"):
         if c["not_after"] is not None:
             out.append(f"certificate {c['path']}: until {stamp(c['not_after'])} ({c['days_left']} days left)")
@@ -541,6 +555,9 @@ def render_textfile(state):
         metric("todo_release_deployed_timestamp_seconds", "gauge", "When current was switched to the release.",
                [({}, rel["deployed"])])  # fmt: skip
     b = state.get("backups")
+    if b is not None:
+        metric("todo_backup_status_ok", "gauge", "1 when the backup tool reported the backups (0: it failed).",
+               [({}, int(not b.get("error")))])  # fmt: skip
     if b and not b.get("error"):
         if b.get("newest_backup") is not None:
             metric("todo_backup_last_success_timestamp_seconds", "gauge", "End of the newest backup.",
@@ -616,7 +633,7 @@ def main(argv=None):
         return 2
     if opts.window < 1:
         parser.error("--window: at least 1 second")
-    state = collect(settings, round(time.time(), 3), with_alerts=not opts.textfile, window=opts.window)
+    state = collect(settings, round(time.time(), 3), textfile=bool(opts.textfile), window=opts.window)
     if opts.textfile:
         try:
             write_atomically(opts.textfile, render_textfile(state))

@@ -5,6 +5,8 @@ promtool). Everything listens on the loopback only; the firewall opens none of i
 
 from pyinfra import host
 from pyinfra.api import deploy
+from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.files import File
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
@@ -37,6 +39,11 @@ def exporters(s):
             f"--storage.tsdb.retention.time={s['prometheus_retention_days']}d"
         },
     }
+
+
+def unit_known(unit):
+    """True when systemd has ``unit``'s file (a timer the deploy wrote, once)."""
+    return host.get_fact(File, path=f"/etc/systemd/system/{unit}") is not None or not unit.endswith(".timer")
 
 
 def units(s):
@@ -79,6 +86,13 @@ def monitoring(s):
     server_tool(s, "status", status_settings(s))
     server_tool(s, "logs")
     if not s["monitoring"]:
+        # Turned off on a server that had it: stopped and disabled (nginx's metrics server and the
+        # exporter's PostgreSQL role's access are gone, so its targets would look down and page).
+        installed = host.get_fact(DebPackages)
+        for unit in [f"{app}-status-metrics.timer", *(f"{package}.service" for package in exporters(s))]:
+            if unit.endswith(".timer") or unit.removesuffix(".service") in installed:
+                systemd.service(name=f"Ensure {unit} is stopped and disabled (monitoring is off).", service=unit,
+                                running=False, enabled=False, _if=lambda unit=unit: unit_known(unit))  # fmt: skip
         return
 
     apt.packages(

@@ -46,6 +46,7 @@ def test_a_worker_killed_keeps_its_requests_in_the_counter(host, machine_address
 
     for _ in range(40):
         requests.get(f"https://{machine_address}/", timeout=10).raise_for_status()
+    assert page_count(host, instances[:1]) > 0, "instance 0 answered none of the pages: its kill would prove nothing"
     before = page_count(host, instances)
     master = instance_pids(host, instances)[instances[0]]
     workers = sorted(pid for pid, ppid in gunicorn_processes(host) if ppid == master)

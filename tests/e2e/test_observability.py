@@ -5,7 +5,7 @@ the app's log line, and the app's request counter summed over every worker of ev
 import re
 import uuid
 
-from tests.helpers import access_log, local_get
+from tests.helpers import access_log, local_get, wait_until
 
 REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -77,4 +77,35 @@ def test_scrapes_of_metrics_leave_no_line_in_the_app_log(host, instances, app_na
     size = host.file(log).size
     for _ in range(3):
         local_get(host, f"http://127.0.0.1:9180/instances/{name}/metrics")
-    assert "GET /metrics" not in host.check_output(f"tail -c +{size + 1} {log}")
+    # A request after the scrapes, straight to the instance: once its line is in the log, any
+    # scrape's line would be too (supervisor writes the instance's output in order).
+    marker = uuid.uuid4().hex
+    host.check_output(f"{UNIX_GET} /run/{app_name}/{name}.sock /healthz?{marker}")
+    written, _ = wait_until(lambda: marker in (text := host.check_output(f"tail -c +{size + 1} {log}")) and text, 10)
+    assert "GET /metrics" not in written, written
+
+
+#: GET PATH on a unix socket SOCK, on the machine: prints the status, then the body.
+UNIX_GET = (
+    "python3 -c 'import http.client, socket, sys\n"
+    "class C(http.client.HTTPConnection):\n"
+    " def connect(self):\n"
+    "  self.sock = socket.socket(socket.AF_UNIX); self.sock.connect(sys.argv[1])\n"
+    'c = C("localhost"); c.request("GET", sys.argv[2], headers=dict(h.split(": ", 1) for h in sys.argv[3:]))\n'
+    "r = c.getresponse(); print(r.status); print(r.read().decode())'"
+)
+
+
+def test_the_app_serves_metrics_only_to_nginxs_metrics_server(host, app_name, instances):
+    """Defence behind nginx's 404: the app answers /metrics only with X-Metrics-Scrape: 1, which only
+    the loopback metrics server sends (the public site clears it)."""
+    sock = f"/run/{app_name}/{instances[0]}.sock"
+    assert host.check_output(f"{UNIX_GET} {sock} /metrics").splitlines()[0] == "404"
+    scraped = host.check_output(f"{UNIX_GET} {sock} /metrics 'X-Metrics-Scrape: 1'")
+    assert scraped.splitlines()[0] == "200" and "todo_http_requests_total" in scraped
+
+
+def test_metrics_are_not_served_to_the_public_under_other_spellings(web):
+    for path in ("/metrics/", "//metrics", "/%6detrics", "/metrics?format=prometheus"):
+        response = web.get(f"{web.base}{path}", headers={"X-Metrics-Scrape": "1"}, timeout=10)
+        assert response.status_code == 404 and "todo_http" not in response.text, path

@@ -209,3 +209,15 @@ def test_json_and_textfile_do_not_go_together():
     with pytest.raises(SystemExit) as exited:
         status.main(["--json", "--textfile", "/tmp/x.prom"])
     assert exited.value.code == 2
+
+
+def test_every_stack_metric_the_alert_rules_read_is_one_the_stack_writes():
+    """A rule on a metric nobody writes never fires: each todo_* name in monitoring/alerts.yml is
+    written by the status tool (its textfile) or by the app (todo/metrics.py)."""
+    rules = (REPO / "monitoring/alerts.yml").read_text()
+    writers = (REPO / "deploy/server/status.py").read_text() + (REPO / "app/todo/metrics.py").read_text()
+    read = set(re.findall(r"\btodo_[a-z_]+", re.sub(r"(?m)^\s*#.*$", "", rules)))
+    for suffix in ("_bucket", "_count", "_sum"):  # a histogram's series
+        read = {name.removesuffix(suffix) for name in read}
+    read = {name.removesuffix("_total") if name.startswith("todo_http_requests") else name for name in read}
+    assert read and all(f'"{name}"' in writers for name in read), sorted(n for n in read if f'"{n}"' not in writers)
