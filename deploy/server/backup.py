@@ -112,19 +112,22 @@ class Backups:
               f"{last['info']['repository']['delta']} bytes stored, in {time.monotonic() - started:.1f} s")  # fmt: skip
 
     def archiver(self):
-        """(last archived WAL time as epoch seconds or None, failing now, segments waiting)."""
+        """(last archived WAL time as epoch seconds or None, failing now, segments waiting).
+
+        pg_stat_archiver's times can be older than the truth after PostgreSQL restarts (its
+        statistics are those last saved), so the time is the later of its and the newest WAL
+        file's in the repository, and the segments waiting are PostgreSQL's own queue: the
+        .ready files in pg_wal/archive_status.
+        """
         row = self.sql(
             "SELECT coalesce(extract(epoch FROM last_archived_time)::bigint, 0), "
-            "coalesce(last_failed_time > coalesce(last_archived_time, '-infinity'), false), "
-            "coalesce(last_archived_wal, ''), pg_walfile_name(pg_current_wal_lsn()) FROM pg_stat_archiver",
+            "coalesce(last_failed_time > coalesce(last_archived_time, '-infinity'), false) FROM pg_stat_archiver",
             database="postgres",
         )
-        archived, failing, last_wal, current = row.split("|")
-        # Segments between the last archived one and the one being written (same timeline; the
-        # last archived file may be a timeline's .history file after a restore).
-        same = len(last_wal) == 24 and last_wal[:8] == current[:8]
-        waiting = int(current[8:], 16) - int(last_wal[8:], 16) - 1 if same else 0
-        return int(archived) or None, failing == "t", max(waiting, 0)
+        archived, failing = row.split("|")
+        newest = max((p.stat().st_mtime for p in Path(self.repo, "archive", self.stanza).glob("*/*/*")), default=0)
+        waiting = sum(name.endswith(".ready") for name in os.listdir(Path(self.data, "pg_wal", "archive_status")))
+        return int(max(int(archived), newest)) or None, failing == "t", waiting
 
     def warnings(self, info, now, archiver=None):
         """What is late or failing: no backup, the newest older than max_age, WAL archiving failing

@@ -1,6 +1,8 @@
 """Backups on the host, checked the way a tester checks a VM: timers, who may read the
 repository and its passphrase, WAL archiving (deploy/tasks/backups.py)."""
 
+import json
+
 import pytest
 
 
@@ -40,3 +42,14 @@ def test_every_backup_status_says_the_repository_shares_the_servers_disk(host, a
     assert "SAME DISK: the repository /var/lib/pgbackrest is on this server" in tool.stdout, tool.stdout
     status = host.run(f"/usr/local/sbin/{app_name}-status --window 30")
     assert "SAME DISK: the repository /var/lib/pgbackrest is on this server" in status.stdout, status.stdout
+
+
+@pytest.mark.destructive
+def test_the_archive_status_stands_on_the_repository_when_postgresqls_statistics_are_lost(host, app_name):
+    """After a crash PostgreSQL's cumulative statistics are lost or old (pg_stat_archiver among
+    them): the last archived WAL's time comes from the repository too, and what waits is
+    PostgreSQL's own queue (.ready files), so the status neither goes blind nor cries wolf.
+    Resetting the archiver's statistics stands in for the crash (it changes nothing else)."""
+    host.check_output("runuser -u postgres -- psql -qAtc \"SELECT pg_stat_reset_shared('archiver')\"")
+    state = json.loads(host.run(f"/usr/local/sbin/{app_name}-backup status --json").stdout)
+    assert state["last_archived_wal"] is not None and not state["warnings"], state
