@@ -181,6 +181,7 @@ def value(item):
 
 
 def parse_nginx_access(line):
+    """(epoch, text) of an access log line (one JSON object, log_format todo_json); (None, line) if not one."""
     entry = json_object(line)
     if entry is None:
         return None, line  # the old format before log_format todo_json, or a broken line
@@ -192,6 +193,7 @@ def parse_nginx_access(line):
 
 
 def parse_release(line):
+    """(epoch, text) of a release history line (one JSON object, the release tool's record)."""
     entry = json_object(line)
     if entry is None:
         return None, line
@@ -206,6 +208,7 @@ def parse_release(line):
 
 
 def parse_app(line):
+    """(epoch, text) of an instance's line: gunicorn's error or access log; (None, line) when untimed."""
     if match := GUNICORN_ERROR.match(line):
         *wall, zone, text = match.groups()
         return utc(*wall, offset(zone)), text
@@ -217,6 +220,7 @@ def parse_app(line):
 
 
 def parse_nginx_error(line):
+    """(epoch, text) of nginx's error log line (local time ``YYYY/MM/DD HH:MM:SS``)."""
     if match := NGINX_ERROR.match(line):
         *wall, text = match.groups()
         return local(*wall), text
@@ -224,6 +228,7 @@ def parse_nginx_error(line):
 
 
 def parse_postgresql(line):
+    """(epoch, text) of PostgreSQL's log line (``YYYY-MM-DD HH:MM:SS.mmm ZONE [pid]``)."""
     if match := POSTGRESQL.match(line):
         *wall, fraction, zone, text = match.groups()
         east = offset(zone)
@@ -233,6 +238,7 @@ def parse_postgresql(line):
 
 
 def parse_supervisor(line):
+    """(epoch, text) of supervisord's log line (local time ``YYYY-MM-DD HH:MM:SS,mmm``)."""
     if match := SUPERVISOR.match(line):
         *wall, millis, text = match.groups()
         return local(*wall) + (int(millis) / 10 ** len(millis) if millis else 0), text
@@ -256,6 +262,7 @@ def parse_line(kind, line):
 
 
 def decode(raw):
+    """A raw line as text (UTF-8, undecodable bytes replaced), without its line end."""
     return raw.decode("utf-8", "replace").rstrip("\r\n")
 
 
@@ -373,6 +380,7 @@ class LogFile:
         self.position = start
 
         def lines():
+            """The file's complete lines from ``position`` on (a last line without its end waits)."""
             for raw in self.file:
                 if not raw.endswith(b"\n") and not partial:
                     self.pending = raw
@@ -506,6 +514,7 @@ def log_files(source, app=NAME, etc="/etc", log="/var/log"):
 
 
 def note(message):
+    """Print ``message`` to stderr, prefixed with the tool's name."""
     print(f"{NAME}-logs: {message}", file=sys.stderr, flush=True)
 
 
@@ -513,6 +522,7 @@ def note(message):
 
 
 def positive(text):
+    """``text`` as a whole number of at least 1 (argparse type)."""
     number = int(text)
     if number < 1:
         raise ValueError(text)
@@ -520,10 +530,12 @@ def positive(text):
 
 
 def interrupted(*_):
+    """Signal handler: end as Ctrl-C would (quietly, exit 0)."""
     raise KeyboardInterrupt
 
 
 def main(argv=None):
+    """Parse the command line and print the logs asked for; the exit status (see the module docstring)."""
     parser = argparse.ArgumentParser(
         prog=f"{NAME}-logs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False, usage="%(prog)s [SOURCE] [--since DURATION] [--follow] [--lines N]",
@@ -549,6 +561,7 @@ def main(argv=None):
 
 
 def show(opts):
+    """Print the window of each log asked for, merged by time, then follow them with --follow."""
     logs = [LogFile(*entry) for entry in log_files(opts.source)]
     present = []
     for log in logs:

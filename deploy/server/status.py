@@ -472,6 +472,7 @@ def render_text(state):
     now, out = state["time"], []
 
     def ago(epoch):
+        """When ``epoch`` was, and how many seconds ago."""
         return f"at {stamp(epoch)} ({now - epoch:.0f} s ago)" if epoch else "never"
 
     out.append(f"{state['app']} on {state['host']} at {stamp(now)}")
@@ -533,6 +534,7 @@ def render_textfile(state):
     metrics = []  # (name, type, help, [(labels, value)])
 
     def metric(name, kind, text, samples):
+        """Add a metric family (name, type, help, [(labels, value)]) unless it has no sample."""
         if samples:
             metrics.append((name, kind, text, samples))
 
@@ -604,6 +606,7 @@ def write_atomically(path, text):
 
 
 def main(argv=None):
+    """Parse the command line, collect the state and print it (text, --json) or write it (--textfile)."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
     )

@@ -13,14 +13,14 @@ from pyinfra.operations.util import any_changed
 from deploy.facts import PostgresValue
 from deploy.operations import config_files, dropin, server_tool
 
-#: Debian's exporters and what each one's /etc/default file sets (loopback addresses; the
-#: flags are the packaged versions': node_exporter 1.5, nginx-prometheus-exporter 0.11,
-#: postgres_exporter 0.11). The textfile directory is Debian's default, named to be sure.
+#: node_exporter's textfile collector directory: Debian's default, named to be sure.
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 
 
 def exporters(s):
-    """{Debian package: the variables of its /etc/default file}."""
+    """{Debian package: the variables of its /etc/default file}: Prometheus and its exporters on
+    loopback addresses. The flags are the packaged versions' (Prometheus 2.42, node_exporter 1.5,
+    nginx-prometheus-exporter 0.11, postgres_exporter 0.11)."""
     return {
         "prometheus-node-exporter": {
             "ARGS": f"--web.listen-address=127.0.0.1:9100 --collector.textfile.directory={TEXTFILE_DIR}"
