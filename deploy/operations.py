@@ -11,6 +11,7 @@ from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 from pyinfra.api.util import get_file_sha1, get_template
 from pyinfra.facts.files import File, FileContents, Sha1File
 from pyinfra.operations import files, systemd
+from pyinfra.operations.util import any_changed
 from pyinfra.operations.util.files import chmod, chown, generate_color_diff
 
 #: Where new copies are checked and previous ones kept (root 0700, on /etc's filesystem).
@@ -150,3 +151,24 @@ def server_tool(s, tool, settings=None):
             group="root",
             mode="644",
         )
+
+
+def timer(unit, src, data, about):
+    """Ensure a systemd service and its timer, /etc/systemd/system/<unit>.{service,timer}, from
+    systemd/<src>.{service,timer}.j2 rendered with ``data`` (root 0644), systemd reloaded when
+    either changed, and the timer enabled and waiting (``about``: when it fires, for the name)."""
+    written = [
+        files.template(
+            name=f"Ensure {unit}.{suffix}.",
+            src=f"systemd/{src}.{suffix}.j2",
+            dest=f"/etc/systemd/system/{unit}.{suffix}",
+            user="root",
+            group="root",
+            mode="644",
+            **data,
+        )
+        for suffix in ("service", "timer")
+    ]
+    systemd.daemon_reload(name=f"Reload systemd units: {unit}'s units changed.", _if=any_changed(*written))
+    systemd.service(name=f"Ensure {unit}.timer is enabled ({about}).", service=f"{unit}.timer", running=True,
+                    enabled=True)  # fmt: skip

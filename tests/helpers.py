@@ -133,6 +133,21 @@ def local_get(host, url):
     return host.check_output(LOCAL_GET + f"'{url}'")
 
 
+#: A sample line of Prometheus's text exposition format: name{labels} value (labels optional).
+EXPOSITION_SAMPLE = re.compile(
+    r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\.)*",?)*\})? -?[0-9.e+]+$'
+)
+
+
+def assert_exposition(lines):
+    """Each of ``lines`` is a HELP or TYPE comment of a todo_* metric or a sample (the status textfile)."""
+    for line in lines:
+        if line.startswith("#"):
+            assert re.match(r"^# (HELP|TYPE) todo_[a-z_]+ \S", line), line
+        else:
+            assert EXPOSITION_SAMPLE.match(line), line
+
+
 def access_log(host, marker):
     """nginx's access log line (one JSON object, log_format todo_json) of the request whose URI
     holds ``marker``, parsed; the last such line."""

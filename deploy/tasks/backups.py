@@ -9,7 +9,7 @@ from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from deploy.facts import PostgresValue
-from deploy.operations import config_files, server_tool
+from deploy.operations import config_files, server_tool, timer
 
 #: Settings the backup tool reads on the server (/etc/<app>/backup.json).
 TOOL_SETTINGS = ("app_name", "postgresql_version", "pg_data", "instance_names", "backup_max_age", "backup_repo")
@@ -101,29 +101,9 @@ def backups(s):
 
     server_tool(s, "backup", {key: s[key] for key in TOOL_SETTINGS})
 
-    units = []
     for kind in ("full", "diff"):
-        data = {**s, "kind": kind, "schedule": s[f"backup_{kind}_schedule"]}
-        for suffix in ("service", "timer"):
-            units.append(
-                files.template(
-                    name=f"Ensure {app}-backup-{kind}.{suffix}.",
-                    src=f"systemd/backup.{suffix}.j2",
-                    dest=f"/etc/systemd/system/{app}-backup-{kind}.{suffix}",
-                    user="root",
-                    group="root",
-                    mode="644",
-                    **data,
-                )
-            )
-    systemd.daemon_reload(name="Reload systemd units: a backup unit changed.", _if=any_changed(*units))
-    for kind in ("full", "diff"):
-        systemd.service(
-            name=f"Ensure {app}-backup-{kind}.timer is enabled ({s[f'backup_{kind}_schedule']}).",
-            service=f"{app}-backup-{kind}.timer",
-            running=True,
-            enabled=True,
-        )
+        schedule = s[f"backup_{kind}_schedule"]
+        timer(f"{app}-backup-{kind}", "backup", {**s, "kind": kind, "schedule": schedule}, schedule)
     server.shell(
         name="Take the first full backup: the repository holds none (a restore needs one to start from).",
         commands=[f"{pgbackrest} --type=full backup"],

@@ -8,10 +8,9 @@ from pyinfra.api import deploy
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import File
 from pyinfra.operations import apt, files, server, systemd
-from pyinfra.operations.util import any_changed
 
 from deploy.facts import PostgresValue
-from deploy.operations import config_files, dropin, server_tool
+from deploy.operations import config_files, dropin, server_tool, timer
 
 #: node_exporter's textfile collector directory: Debian's default, named to be sure.
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
@@ -152,23 +151,5 @@ def monitoring(s):
 
     files.directory(name=f"Ensure {TEXTFILE_DIR} (node_exporter's textfile collector).", path=TEXTFILE_DIR,
                     user="root", group="root", mode="755")  # fmt: skip
-    data = {**s, "textfile_dir": TEXTFILE_DIR}
-    timer = [
-        files.template(
-            name=f"Ensure {app}-status-metrics.{suffix}.",
-            src=f"systemd/status-metrics.{suffix}.j2",
-            dest=f"/etc/systemd/system/{app}-status-metrics.{suffix}",
-            user="root",
-            group="root",
-            mode="644",
-            **data,
-        )
-        for suffix in ("service", "timer")
-    ]
-    systemd.daemon_reload(name="Reload systemd units: the status metrics units changed.", _if=any_changed(*timer))
-    systemd.service(
-        name=f"Ensure {app}-status-metrics.timer is enabled (the status as metrics every 15 s).",
-        service=f"{app}-status-metrics.timer",
-        running=True,
-        enabled=True,
-    )
+    timer(f"{app}-status-metrics", "status-metrics", {**s, "textfile_dir": TEXTFILE_DIR},
+          "the status as metrics every 15 s")  # fmt: skip

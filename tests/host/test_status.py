@@ -6,7 +6,6 @@ format; an instance stopped by hand needs attention (destructive: it is started 
 for until open to nginx)."""
 
 import json
-import re
 import subprocess
 import uuid
 from pathlib import Path
@@ -14,10 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.helpers import wait_until
-
-#: A sample line of the text exposition format: name{labels} value (labels optional).
-SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\.)*",?)*\})? -?[0-9.e+]+$')
+from tests.helpers import assert_exposition, wait_until
 
 
 def status(*args):
@@ -65,11 +61,7 @@ def test_the_textfile_is_valid_exposition_format(host, app_name, instances):
         assert f'todo_instance_up{{name="{name}"}} 1' in lines, lines
         assert f'todo_instance_open{{name="{name}"}} 1' in lines, lines
     assert "todo_status_attention 0" in lines, lines
-    for line in lines:
-        if line.startswith("#"):
-            assert re.match(r"^# (HELP|TYPE) todo_[a-z_]+ \S", line), line
-        else:
-            assert SAMPLE.match(line), line
+    assert_exposition(lines)
 
 
 @pytest.mark.destructive

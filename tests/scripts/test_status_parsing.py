@@ -13,13 +13,12 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.conftest import REPO
+from tests.helpers import assert_exposition
 
 spec = importlib.util.spec_from_file_location("status_tool", REPO / "deploy/server/status.py")
 status = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(status)
 
-#: A sample line of the text exposition format: name{labels} value (labels optional).
-SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\.)*",?)*\})? -?[0-9.e+]+$')
 NOW = datetime(2026, 11, 22, 19, 50, 0, tzinfo=UTC).timestamp()
 
 
@@ -182,11 +181,7 @@ def test_the_textfile_is_valid_exposition_format(broken_server):
     assert 'todo_release_info{release="20261121-101502-dcb3499"} 1' in lines, text
     assert f"todo_status_attention {len(state['attention'])}" in lines, text
     assert "todo_backup_max_age_seconds 93600" in lines, text
-    for line in lines:
-        if line.startswith("#"):
-            assert re.match(r"^# (HELP|TYPE) todo_[a-z_]+ \S", line), line
-        else:
-            assert SAMPLE.match(line), line
+    assert_exposition(lines)
     names = {line.split()[2] for line in lines if line.startswith("# TYPE")}
     assert names == {re.split(r"[{ ]", line)[0] for line in lines if not line.startswith("#")}, text
 
