@@ -24,16 +24,22 @@ from deploy.tasks.supervisor import supervisor
 from deploy.tasks.users import users_and_directories
 
 s = stack()
+# A backup host (deploy/roles.py) gets the hardened base and pgBackRest's repository; every other
+# host holds the whole stack (lb, app and db together).
+whole = "app" in s["roles"]
 packages(s)
 hardening(s)
-users_and_directories(s)
-generated = secrets(s)
-postgresql(s, generated)
+if whole:
+    users_and_directories(s)
+    generated = secrets(s)
+    postgresql(s, generated)
 backups(s)
-releases(s)
-nginx(s)
-supervisor(s)
-monitoring(s)
+if whole:
+    releases(s)
+    nginx(s)
+    supervisor(s)
+    monitoring(s)
 first_contact(s)
-# Last: a domain that does not resolve here yet fails only this step, after everything else.
-acme(s)
+if whole:
+    # Last: a domain that does not resolve here yet fails only this step, after everything else.
+    acme(s)

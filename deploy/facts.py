@@ -1,5 +1,7 @@
 """Facts about the stack that pyinfra does not ship: what the deploy must check before changing."""
 
+import shlex
+
 from pyinfra.api import FactBase
 
 
@@ -123,3 +125,32 @@ class PostgresValue(FactBase):
 
     def process(self, output):
         return output[0] if output else ""
+
+
+class TextLine(FactBase):
+    """The first line of a file, stripped (e.g. an SSH public key); None when it is absent or empty."""
+
+    def command(self, path):
+        return f"cat {shlex.quote(path)} 2>/dev/null || true"
+
+    def process(self, output):
+        return output[0].strip() if output and output[0].strip() else None
+
+
+class SystemIdMismatch(FactBase):
+    """True when this host's PostgreSQL cluster is not the one pgBackRest's stanza backs up: its
+    system identifier (pg_controldata) differs from the stanza's (``info``), as on a new server that
+    must be restored first. False when they match or either is unknown (no stanza yet)."""
+
+    def command(self, stanza, pg_data, version):
+        return (
+            f"cluster=$(/usr/lib/postgresql/{version}/bin/pg_controldata {pg_data} 2>/dev/null "
+            "| sed -n 's/^Database system identifier: *//p'); "
+            f"stanza=$(runuser -u postgres -- pgbackrest --stanza={stanza} info --output=json 2>/dev/null "
+            '| python3 -c \'import json,sys; print(json.load(sys.stdin)[0]["db"][-1]["system-id"])\' '
+            '2>/dev/null); [ -n "$cluster" ] && [ -n "$stanza" ] && [ "$cluster" != "$stanza" ] '
+            "&& echo mismatch || echo same"
+        )
+
+    def process(self, output):
+        return output[0] == "mismatch"

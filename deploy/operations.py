@@ -172,3 +172,50 @@ def timer(unit, src, data, about):
     systemd.daemon_reload(name=f"Reload systemd units: {unit}'s units changed.", _if=any_changed(*written))
     systemd.service(name=f"Ensure {unit}.timer is enabled ({about}).", service=f"{unit}.timer", running=True,
                     enabled=True)  # fmt: skip
+
+
+@operation()
+def barrier():
+    """A point every host of the run passes together: call it from one line of code that every host
+    runs, and each host's earlier operations run before any host's later ones. pyinfra orders a run's
+    operations per host and breaks ties by code position, so an operation only one host runs may
+    otherwise run before another host's earlier ones (pyinfra/api/state.py, get_op_order). Changes
+    nothing. Never call it in a loop (one call site is one point)."""
+    host.noop("every host of the run reached this point")
+    return
+    yield  # an operation is a generator
+
+
+@operation()
+def ssh_peer(user, home, peer, key_path, command):
+    """Ensure ``user`` (home ``home``) trusts the inventory host ``peer`` = (name, address) over SSH,
+    from what the peer has at execution time (a peer made in this same run has it only then):
+
+    + ``~/.ssh/authorized_keys``: exactly one line, the peer's public key ``key_path``, restricted
+      (``restrict``: no pty or forwarding; ``from`` the peer's address; ``command`` forced);
+    + ``~/.ssh/known_hosts``: the peer's ed25519 host key, so ``user``'s ssh checks it.
+
+    Files are user-owned, 0600, replaced only when they differ (a replaced peer's old key is out).
+    Fails naming the peer when it has no key yet. authorized_keys(5) of OpenSSH, "restrict".
+    """
+    from pyinfra import inventory
+
+    from deploy.facts import TextLine
+
+    name, address = peer
+    other = inventory.get_host(name)
+    key = other.get_fact(TextLine, path=key_path)
+    host_key = other.get_fact(TextLine, path="/etc/ssh/ssh_host_ed25519_key.pub")
+    if not key or not host_key:
+        yield f"echo '{name} has no {key_path} or host key yet' >&2; exit 1"
+        return
+    key = " ".join(key.split()[:2])
+    port = other.data.get("sshd_port") or 22
+    where = address if int(port) == 22 else f"[{address}]:{port}"
+    texts = {
+        "authorized_keys": f'restrict,from="{address}",command="{command}" {key}\n',
+        "known_hosts": f"{where} {' '.join(host_key.split()[:2])}\n",
+    }
+    for filename, text in texts.items():
+        yield from files.put._inner(src=StringIO(text), dest=f"{home}/.ssh/{filename}", user=user, group=user,
+                                    mode="600")  # fmt: skip

@@ -81,6 +81,9 @@ DEFAULTS = {
     # An Alertmanager ("HOST:PORT") Prometheus sends firing alerts to, which routes them to
     # people (mail, chat, pager); None: alerts show on Prometheus's alerts page and in scripts/status.
     "alertmanager": None,
+    # The address the stack's other hosts (e.g. the backup host) reach this one on, in an
+    # inventory with role groups (deploy/roles.py); None: the inventory's address, if it is an IP.
+    "private_address": None,
     # Debian 12 ships PostgreSQL 15.
     "postgresql_version": 15,
     # Provisioning as root (a fresh VPS): the sudo user it makes and proves before closing root's SSH login.
@@ -163,11 +166,13 @@ def stack():
     Tasks and templates read this and nothing else, so a setting reaches every place that
     uses it. Raises SettingError (with the setting's name) for a value the stack cannot use.
     """
-    from pyinfra import host
+    from pyinfra import host, inventory
 
     from deploy.facts import CpuCount, LoginPort, LoginUser
+    from deploy.roles import topology
 
     s = {key: setting(key) for key in DEFAULTS}
+    s.update(topology(host, inventory))
     app = s["app_name"]
     if not isinstance(app, str) or not re.fullmatch(r"[a-z][a-z0-9]{0,15}", app):
         raise SettingError(f"inventory: app_name must be 1-16 lower-case letters and digits, not {app!r}")
@@ -191,6 +196,10 @@ def stack():
     # one is proven (deploy/tasks/hardening.py); then only sshd_port is left.
     s["ssh_port_move"] = bool(s["login_port"]) and s["login_port"] != s["sshd_port"]
     s["ssh_ports"] = [s["sshd_port"]]
+    # The other side of the backups reaches SSH without the rate limit, and is never banned: a ban
+    # would stop WAL archiving silently.
+    s["ssh_peers"] = [peer[1] for peer in (s["backup_peer"], s["db_peer"]) if peer]
+    s["fail2ban_ignore"] = [*s["fail2ban_ignore"], *(a for a in s["ssh_peers"] if a not in s["fail2ban_ignore"])]
     for key in ("rate_limit_exempt", "fail2ban_ignore"):
         for address in s[key]:
             try:

@@ -109,16 +109,35 @@ def ssh_command(data, user=None):
 
 
 def inventory_hosts(path):
-    """(name, data) for every host in a pyinfra inventory file: each list at module level is a group."""
-    found = {}
-    for value in runpy.run_path(str(path)).values():
-        if isinstance(value, list):
+    """(name, data) for every host in a pyinfra inventory file: each list at module level is a group.
+    Each host's data gains ``_roles``: its role groups (deploy/roles.py), all roles when the file
+    names none."""
+    from deploy.roles import ROLES
+
+    found, groups = {}, {}
+    for group, value in runpy.run_path(str(path)).items():
+        if isinstance(value, list) and not group.startswith("_"):
             for entry in value:
                 name, data = (entry, {}) if isinstance(entry, str) else entry
                 found.setdefault(name, {}).update(data)
+                groups.setdefault(name, set()).add(group)
     if not found:
         raise TargetError(f"inventory {path}: no hosts")
+    declared = any(role in held for held in groups.values() for role in ROLES)
+    for name, data in found.items():
+        data["_roles"] = tuple(role for role in ROLES if role in groups[name] or not declared)
+    guard_routes(found.values())
     return list(found.items())
+
+
+def guard_routes(datas):
+    """Exit (TargetError) unless every ``private_address`` on the local machines' network
+    (192.168.56.0/24) is routed on this box: with a local machine down, packets to it would leave."""
+    for data in datas:
+        address = data.get("private_address") or ""
+        check = [REPO / "scripts/machine", "check-route", address]
+        if address.startswith("192.168.56.") and subprocess.run(check, stdout=subprocess.DEVNULL).returncode:
+            raise TargetError("", status=1)  # scripts/machine said why
 
 
 def route_is_local():
@@ -152,11 +171,13 @@ def resolve(target):
     raise TargetError(f"bad target {target}: expected local, vagrant, USER@HOST[:PORT] or an inventory .py file")
 
 
-def hosts(target, prog):
-    """A Host for every host of TARGET, for the operator's scripts; on a TargetError, print it as
-    ``prog: message`` (unless another command said why already) and exit with its status."""
+def hosts(target, prog, role=None):
+    """A Host for every host of TARGET (with ``role``: those holding it, deploy/roles.py), for the
+    operator's scripts; on a TargetError, print it as ``prog: message`` (unless another command said
+    why already) and exit with its status."""
     try:
-        return [Host(name, data) for name, data in resolve(target)]
+        found = [Host(name, data) for name, data in resolve(target)]
+        return [h for h in found if role is None or role in h.roles]
     except TargetError as error:
         if str(error):
             print(f"{prog}: {error}", file=sys.stderr)
@@ -170,6 +191,7 @@ class Host:
         self.name = name
         self.data = data
         self.destination = data.get("ssh_hostname") or name
+        self.roles = data.get("_roles", ("lb", "app", "db", "backup"))
         self.app = data.get("app_name") or DEFAULTS["app_name"]
         self.branch = data.get("deploy_branch") or DEFAULTS["deploy_branch"]
         # root logs in only at first contact: after it, the admin user (deploy/ssh.py).

@@ -85,6 +85,9 @@ hosts = [
             "metrics_port": 9180,
             "prometheus_retention_days": 15,
             "alertmanager": None,
+            # With a backup host (the groups at the end of this file): the address the other host
+            # reaches this one on; None: the address above.
+            "private_address": None,
             # PostgreSQL major version (Debian 12 ships 15).
             "postgresql_version": 15,
             # Provisioning as root (a fresh server): the sudo user it makes, proves over SSH, then
@@ -95,3 +98,13 @@ hosts = [
         },
     )
 ]
+
+# Backups off this server (docs/operations.md, "A backup host"): name the roles with groups
+# instead of `hosts` above. The server holds lb, app and db; a second Debian 12 server holds
+# pgBackRest's repository, reached over SSH by each side's own key. For example:
+#
+#   _server = hosts[0]
+#   lb = app = db = [_server]
+#   backup = [("203.0.113.6", {"ssh_user": "admin", "_sudo": True,
+#                              "firewall_tcp_ports": [], "monitoring": False})]
+#   del hosts

@@ -79,18 +79,26 @@ class Backups:
 
     def __init__(self, config):
         self.app = self.stanza = config["app_name"]
+        # [name, address] of the backup host holding the repository; None: it is on this server.
+        self.backup_host = config.get("backup_host")
         self.version = config["postgresql_version"]
         self.data = config["pg_data"]
         self.instances = config["instance_names"]
         self.max_age = config["backup_max_age"]
-        # The repository is a directory of this server (a backup host is not built yet): a lost
-        # server loses its backups with it, and every status says so.
+        # On this server (a lost server loses its backups with it, and every status says so), or
+        # on the backup host, where backups and pgBackRest's verify run (over postgres's SSH key).
         self.repo = config.get("backup_repo", "/var/lib/pgbackrest")
+        if self.backup_host:
+            self.repo = f"{self.backup_host[0]} ({self.backup_host[1]}):{self.repo}"
         self.unit = f"postgresql@{self.version}-main"
         self.scratch = f"/var/lib/postgresql/{self.version}/{self.app}-verify"
 
-    def pgbackrest(self, *args, check=True):
-        return run("runuser", "-u", "postgres", "--", "pgbackrest", f"--stanza={self.stanza}", *args, check=check)
+    def pgbackrest(self, *args, check=True, on_repository=False):
+        """Run pgBackRest as postgres; ``on_repository``: where the repository is (backup and
+        verify must run there), over SSH to the backup host when there is one."""
+        where = ["ssh", self.backup_host[1]] if on_repository and self.backup_host else []
+        return run("runuser", "-u", "postgres", "--", *where, "pgbackrest", f"--stanza={self.stanza}", *args,
+                   check=check)  # fmt: skip
 
     def sql(self, query, port=5432, database=None):
         """The rows of ``query`` (run as postgres), ``|`` between columns."""
@@ -106,18 +114,27 @@ class Backups:
 
     def now(self, kind):
         started = time.monotonic()
-        self.pgbackrest(f"--type={kind}", "backup")
+        self.pgbackrest(f"--type={kind}", "backup", on_repository=True)
         last = self.info()["backup"][-1]
         print(f"backup: {last['label']} ({last['type']}), {last['info']['size']} bytes of database, "
               f"{last['info']['repository']['delta']} bytes stored, in {time.monotonic() - started:.1f} s")  # fmt: skip
 
-    def archiver(self):
+    def newest_wal(self, info):
+        """When the newest WAL segment in the repository was written there (epoch seconds, 0: none)."""
+        archive = (info.get("archive") or [{}])[-1]
+        if not archive.get("max"):
+            return 0
+        folder = f"archive/{self.stanza}/{archive['id']}/{archive['max'][:16]}"
+        listing = json.loads(self.pgbackrest("repo-ls", "--output=json", folder))
+        return max((entry["time"] for name, entry in listing.items() if name.startswith(archive["max"])), default=0)
+
+    def archiver(self, info):
         """(last archived WAL time as epoch seconds or None, failing now, segments waiting).
 
         pg_stat_archiver's times can be older than the truth after PostgreSQL restarts (its
         statistics are those last saved), so the time is the later of its and the newest WAL
-        file's in the repository, and the segments waiting are PostgreSQL's own queue: the
-        .ready files in pg_wal/archive_status.
+        file's in the repository (``info``: pgBackRest's), and the segments waiting are
+        PostgreSQL's own queue: the .ready files in pg_wal/archive_status.
         """
         row = self.sql(
             "SELECT coalesce(extract(epoch FROM last_archived_time)::bigint, 0), "
@@ -125,7 +142,7 @@ class Backups:
             database="postgres",
         )
         archived, failing = row.split("|")
-        newest = max((p.stat().st_mtime for p in Path(self.repo, "archive", self.stanza).glob("*/*/*")), default=0)
+        newest = self.newest_wal(info)
         waiting = sum(name.endswith(".ready") for name in os.listdir(Path(self.data, "pg_wal", "archive_status")))
         return int(max(int(archived), newest)) or None, failing == "t", waiting
 
@@ -139,7 +156,7 @@ class Backups:
         elif now - backups[-1]["timestamp"]["stop"] > self.max_age:
             found.append(f"the newest backup is {now - backups[-1]['timestamp']['stop']:.0f} s old "
                          f"(more than backup_max_age, {self.max_age} s): are the timers running?")  # fmt: skip
-        _, failing, waiting = archiver or self.archiver()
+        _, failing, waiting = archiver or self.archiver(info)
         if failing:
             found.append("WAL archiving fails (pg_stat_archiver.last_failed_time): writes since are in no backup yet")
         if waiting > 1:
@@ -147,7 +164,8 @@ class Backups:
         return found
 
     def status(self, as_json=False):
-        info, now, archiver = self.info(), time.time(), self.archiver()
+        info, now = self.info(), time.time()
+        archiver = self.archiver(info)
         backups = info.get("backup", [])
         if as_json:
             found = self.warnings(info, now, archiver)
@@ -158,7 +176,7 @@ class Backups:
                 "max_age": self.max_age,
                 "warnings": found,
                 "repository": self.repo,
-                "same_disk": True,
+                "same_disk": not self.backup_host,
             }))  # fmt: skip
             return 1 if found else 0
         if backups:
@@ -167,7 +185,7 @@ class Backups:
         archived = archiver[0]
         if archived:
             print(f"last archived WAL: at {stamp(archived)} ({now - archived:.0f} s ago)")
-        print(SAME_DISK.format(repo=self.repo))
+        print(f"repository: {self.repo}" if self.backup_host else SAME_DISK.format(repo=self.repo))
         found = self.warnings(info, now, archiver)
         for warning in found:
             print(f"WARNING: {warning}")
@@ -179,7 +197,7 @@ class Backups:
             print(f"{backup['label']:<26} {backup['type']:<5} {stamp(backup['timestamp']['stop'])}  "
                   f"{backup['info']['size']:>12} bytes")  # fmt: skip
         backups = info.get("backup", [])
-        archived = self.archiver()[0]
+        archived = self.archiver(info)[0]
         if backups:
             end = stamp(max(archived or 0, backups[-1]["timestamp"]["stop"]))
             print(f"restorable: from {stamp(backups[0]['timestamp']['stop'])} to {end}")
@@ -211,7 +229,7 @@ class Backups:
 
     def verify(self):
         started = time.monotonic()
-        out = self.pgbackrest("verify", "--output=text", check=False)
+        out = self.pgbackrest("verify", "--output=text", check=False, on_repository=True)
         if "status: error" in out or not out.strip():
             raise StepFailed(f"verify: pgBackRest found the repository damaged:\n{out.strip()[-1500:]}")
         point = f"{self.app}-verify-{datetime.now(UTC):%Y%m%d-%H%M%S}"

@@ -504,6 +504,8 @@ def render_text(state):
             if b.get("same_disk"):
                 out.append(f"            SAME DISK: the repository {b['repository']} is on this server: a lost server "
                            "loses its backups too (copy them off: docs/operations.md, Backups)")  # fmt: skip
+            elif b.get("repository"):
+                out.append(f"            repository on the backup host {b['repository']}")
     if c := state.get("certificate"):
         if c["not_after"] is not None:
             out.append(f"certificate {c['path']}: until {stamp(c['not_after'])} ({c['days_left']} days left)")

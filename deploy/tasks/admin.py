@@ -37,7 +37,7 @@ def first_contact(s):
         name=f"Ensure the admin user {admin} (a login shell; member of {s['deploy_group']}: may push releases).",
         user=admin,
         shell="/bin/bash",
-        groups=[s["deploy_group"]],
+        groups=[s["deploy_group"]] if "app" in s["roles"] else [],
         append=True,
         create_home=True,
     )

@@ -48,8 +48,9 @@ def unit_known(unit):
 def units(s):
     """The systemd units the status tool expects active on this host."""
     names = ["nginx.service", "supervisor.service", f"postgresql@{s['postgresql_version']}-main.service"]
-    names += ["nftables.service", "fail2ban.service", f"{s['app_name']}-backup-full.timer"]
-    names += [f"{s['app_name']}-backup-diff.timer"]
+    names += ["nftables.service", "fail2ban.service"]
+    if not s["backup_peer"]:  # else the backup host runs the backups
+        names += [f"{s['app_name']}-backup-{kind}.timer" for kind in ("full", "diff")]
     if s["monitoring"]:
         names += [f"{package}.service" for package in exporters(s)] + [f"{s['app_name']}-status-metrics.timer"]
     if s["tls_acme_email"]:
