@@ -279,15 +279,28 @@ class Backups:
 
     # -- restore --------------------------------------------------------------------------
 
+    def new_cluster(self):
+        """True when the running cluster's system identifier is not the stanza's: a new server (its
+        WAL cannot be archived, and it holds nothing to keep). False when they match or PostgreSQL is down."""
+        try:
+            ours = self.sql("SELECT system_identifier FROM pg_control_system()", database="postgres")
+        except StepFailed:
+            return False
+        return ours != str(self.info()["db"][-1]["system-id"])
+
     def supervisorctl(self, action):
         run("supervisorctl", action, *self.instances)
 
     def restore(self, target_time):
         started = time.monotonic()
-        try:
-            self.wait_archived(timeout=30)  # the newest writes into the repository, if PostgreSQL runs
-        except StepFailed as error:
-            print(f"restore: not all WAL could be archived first ({error}); restoring what the repository has")
+        if self.new_cluster():
+            print("restore: this server's cluster is not the one the repository backs up (a new server): "
+                  "restoring the repository's")  # fmt: skip
+        else:
+            try:
+                self.wait_archived(timeout=30)  # the newest writes into the repository, if PostgreSQL runs
+            except StepFailed as error:
+                print(f"restore: not all WAL could be archived first ({error}); restoring what the repository has")
         print(f"restore: stopping the instances {', '.join(self.instances)} (nginx answers its 503 page)")
         self.supervisorctl("stop")
         print(f"restore: stopping {self.unit}")

@@ -103,7 +103,19 @@ def backups(s):
     )
     changed.append(conf)
     cipher = s["backup_cipher"]
+    kept = f"/etc/pgbackrest/{app}-cipher.local-repository.conf"
     if holds_repo:
+        if not repo_host:
+            server.shell(
+                name=f"Put back the local repository's passphrase kept as {kept} (the backup host is gone).",
+                commands=[f"mv {kept} {cipher}"],
+                _if=lambda: host.get_fact(File, path=cipher) is None and host.get_fact(File, path=kept) is not None,
+            )
+            files.file(
+                name=f"Ensure no backup host may log in as postgres ({PG_HOME}/.ssh/authorized_keys is gone).",
+                path=f"{PG_HOME}/.ssh/authorized_keys",
+                present=False,
+            )
         server.shell(
             name=f"Ensure the repository's passphrase {cipher} (generated once).",
             commands=[
@@ -116,7 +128,6 @@ def backups(s):
     else:
         # The passphrase of a repository this server had before the backup host: kept (root only,
         # out of pgBackRest's conf.d) until its backups are of no use.
-        kept = f"/etc/pgbackrest/{app}-cipher.local-repository.conf"
         server.shell(
             name=f"Keep the former local repository's passphrase as {kept} (root 0600): the backup host has its own.",
             commands=[f"chown root:root {cipher} && chmod 600 {cipher} && mv {cipher} {kept}"],
