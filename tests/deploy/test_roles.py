@@ -1,0 +1,82 @@
+"""Roles from inventory groups (deploy/roles.py), on pyinfra's own Inventory objects: no host is
+contacted. And the inventories this repo ships name hosts the way the deploy accepts."""
+
+import runpy
+
+import pytest
+from pyinfra.api import Inventory
+
+from deploy.roles import ROLES, topology
+from deploy.settings import SettingError
+from deploy.ssh import inventory_hosts
+from tests.conftest import REPO
+
+SERVER = ("server", {"private_address": "192.0.2.10"})
+BACKUP = ("backup", {"private_address": "192.0.2.30"})
+
+
+def inventory(**groups):
+    """A pyinfra Inventory of the hosts in ``groups`` (name: [(host, data), ...])."""
+    names = list({name: (name, data) for hosts in groups.values() for name, data in hosts}.values())
+    return Inventory((names, {}), **{group: (hosts, {}) for group, hosts in groups.items() if group != "hosts"})
+
+
+def test_an_inventory_without_role_groups_makes_every_host_a_whole_stack_with_its_own_repository():
+    inv = inventory(hosts=[SERVER, BACKUP])
+    for h in inv:
+        assert topology(h, inv) == {"roles": ROLES, "backup_peer": None, "db_peer": None}
+
+
+def test_a_backup_host_is_the_servers_repository_host_and_the_server_its_database_host():
+    inv = inventory(lb=[SERVER], app=[SERVER], db=[SERVER], backup=[BACKUP])
+    server, backup = inv.get_host("server"), inv.get_host("backup")
+    assert topology(server, inv) == {"roles": ("lb", "app", "db"), "backup_peer": ("backup", "192.0.2.30"),
+                                     "db_peer": None}  # fmt: skip
+    assert topology(backup, inv) == {"roles": ("backup",), "backup_peer": None, "db_peer": ("server", "192.0.2.10")}
+
+
+def test_the_backup_role_on_the_server_itself_is_the_local_repository():
+    inv = inventory(lb=[SERVER], app=[SERVER], db=[SERVER], backup=[SERVER])
+    assert topology(inv.get_host("server"), inv) == {"roles": ROLES, "backup_peer": None, "db_peer": None}
+
+
+def whole(*hosts):
+    """Groups putting lb, app and db on ``hosts``."""
+    return {role: list(hosts) for role in ("lb", "app", "db")}
+
+
+@pytest.mark.parametrize(
+    ("groups", "message"),
+    [
+        ({"lb": [SERVER], "app": [SERVER], "db": [BACKUP]}, "without the others"),
+        ({**whole(SERVER), "backup": [BACKUP, ("b2", {"private_address": "192.0.2.31"})]}, "one backup host at most"),
+        ({**whole(SERVER), "other": [BACKUP]}, "in no role group"),
+        ({**whole(SERVER), "backup": [("backup", {})]}, "set private_address"),
+        ({**whole(SERVER), "backup": [("b", {"private_address": "x"})]}, "must be an IP address"),
+        ({**whole(SERVER, BACKUP), "backup": [("b", {"private_address": "192.0.2.9"})]}, "serves one database host"),
+    ],
+)
+def test_a_topology_the_deploy_cannot_build_is_refused_naming_the_host(groups, message):
+    inv = inventory(**groups)
+    with pytest.raises(SettingError, match=message):
+        for h in inv:
+            topology(h, inv)
+
+
+def test_the_shipped_backup_host_inventory_has_the_roles_the_deploy_builds():
+    """deploy/inventories/local-backup.py, as pyinfra reads it (groups are module-level lists) and as
+    the operator's scripts read it (deploy/ssh.py, without the route guard: no machine here)."""
+    path = REPO / "deploy/inventories/local-backup.py"
+    groups = {k: v for k, v in runpy.run_path(str(path)).items() if isinstance(v, list) and not k.startswith("_")}
+    assert sorted(groups) == ["app", "backup", "db", "lb"]
+    inv = inventory(**groups)
+    assert topology(inv.get_host("backup"), inv)["db_peer"] == ("default", "192.168.56.10")
+    assert topology(inv.get_host("default"), inv)["backup_peer"] == ("backup", "192.168.56.30")
+    import deploy.ssh
+
+    guard, deploy.ssh.guard_routes = deploy.ssh.guard_routes, lambda datas: None
+    try:
+        roles = {name: data["_roles"] for name, data in inventory_hosts(path)}
+    finally:
+        deploy.ssh.guard_routes = guard
+    assert roles == {"default": ("lb", "app", "db"), "backup": ("backup",)}
