@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import tests.host.test_idempotence as idempotence
 from tests.backuphost.conftest import BACKUP_ADDRESS, INVENTORY, backup, backup_machine, run
 from tests.conftest import _trust_certificate
 from tests.helpers import add_todo, new_session, query, wait_until
@@ -38,6 +39,12 @@ def switch_and_wait_archived(host, timeout=120):
     segment = query(host, "SELECT pg_walfile_name(pg_switch_wal())")
     wait_until(lambda: query(host, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") >= segment,
                timeout=timeout)  # fmt: skip
+
+
+def test_a_second_provision_of_both_hosts_changes_nothing(backup_host):
+    code, out = run("scripts/provision", INVENTORY, timeout=900)
+    assert code == 0, out[-3000:]
+    assert idempotence.grand_total(out)[1] == 0, out[-3000:]
 
 
 def test_the_repository_its_passphrase_and_the_timers_are_on_the_backup_host_only(host, backup_host):
