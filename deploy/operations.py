@@ -2,6 +2,7 @@
 it takes effect (the ``validate: visudo -cf %s`` pattern of Ansible's copy/template modules), and a
 systemd drop-in with the daemon-reload it needs."""
 
+import hashlib
 import json
 import os
 from io import StringIO
@@ -186,6 +187,38 @@ def barrier():
     yield  # an operation is a generator
 
 
+def peer_ssh_port(name):
+    """The port the inventory host ``name``'s sshd listens on, as the deploy sets it (deploy/settings.py:
+    sshd_port, else the port its login arrives on, else the inventory's ssh_port, else 22)."""
+    from pyinfra import inventory
+
+    from deploy.facts import LoginPort
+
+    other = inventory.get_host(name)
+    return int(other.data.get("sshd_port") or other.get_fact(LoginPort) or other.data.get("ssh_port") or 22)
+
+
+def _user_writes(user, path, text):
+    """A command that writes ``text`` (public: keys, host keys, settings) to ``path`` *as* ``user``,
+    mode 0600, by a rename: root never writes or chowns inside a directory another user owns."""
+    script = 'umask 077 && printf %s "$1" > "$2.new" && chmod 600 "$2.new" && mv -f "$2.new" "$2"'
+    return StringCommand("runuser", "-u", user, "--", "sh", "-c", QuoteString(script), "sh", QuoteString(text),
+                         QuoteString(path))  # fmt: skip
+
+
+@operation()
+def user_files(user, texts):
+    """Ensure files in ``user``'s own directories (``texts``: {path: content}, public content only, as
+    it goes through a process's arguments), each written by ``user`` (0600) when its content or mode
+    differs: root writing or chowning there could be sent elsewhere by a symlink the user made."""
+    for path, text in texts.items():
+        current = host.get_fact(File, path=path)
+        if host.get_fact(Sha1File, path=path) != hashlib.sha1(text.encode()).hexdigest() or (
+            current and (current["user"], current["mode"]) != (user, 600)
+        ):
+            yield _user_writes(user, path, text)
+
+
 @operation()
 def ssh_peer(user, home, peer, key_path, command):
     """Ensure ``user`` (home ``home``) trusts the inventory host ``peer`` = (name, address) over SSH,
@@ -195,8 +228,8 @@ def ssh_peer(user, home, peer, key_path, command):
       (``restrict``: no pty or forwarding; ``from`` the peer's address; ``command`` forced);
     + ``~/.ssh/known_hosts``: the peer's ed25519 host key, so ``user``'s ssh checks it.
 
-    Files are user-owned, 0600, replaced only when they differ (a replaced peer's old key is out).
-    Fails naming the peer when it has no key yet. authorized_keys(5) of OpenSSH, "restrict".
+    Files are written by ``user`` (user_files), 0600, only when they differ (a replaced peer's old
+    key is out). Fails naming the peer when it has no key yet. authorized_keys(5), "restrict".
     """
     from pyinfra import inventory
 
@@ -210,12 +243,12 @@ def ssh_peer(user, home, peer, key_path, command):
         yield f"echo '{name} has no {key_path} or host key yet' >&2; exit 1"
         return
     key = " ".join(key.split()[:2])
-    port = other.data.get("sshd_port") or 22
-    where = address if int(port) == 22 else f"[{address}]:{port}"
-    texts = {
-        "authorized_keys": f'restrict,from="{address}",command="{command}" {key}\n',
-        "known_hosts": f"{where} {' '.join(host_key.split()[:2])}\n",
-    }
-    for filename, text in texts.items():
-        yield from files.put._inner(src=StringIO(text), dest=f"{home}/.ssh/{filename}", user=user, group=user,
-                                    mode="600")  # fmt: skip
+    port = peer_ssh_port(name)
+    where = address if port == 22 else f"[{address}]:{port}"
+    yield from user_files._inner(
+        user=user,
+        texts={
+            f"{home}/.ssh/authorized_keys": f'restrict,from="{address}",command="{command}" {key}\n',
+            f"{home}/.ssh/known_hosts": f"{where} {' '.join(host_key.split()[:2])}\n",
+        },
+    )

@@ -39,11 +39,12 @@ def address(h):
     given = h.data.get("private_address")
     for value in (given,) if given else (h.data.get("ssh_hostname"), h.name):
         try:
-            return str(ipaddress.ip_address(value))
+            # IPv4: the firewall's rules for peers are written for it (ip saddr).
+            return str(ipaddress.IPv4Address(value))
         except ValueError:
             pass
     if given:
-        raise SettingError(f"inventory: {h.name}: private_address must be an IP address, not {given!r}")
+        raise SettingError(f"inventory: {h.name}: private_address must be an IPv4 address, not {given!r}")
     raise SettingError(f"inventory: {h.name}: set private_address (the address the other hosts reach it on)")
 
 

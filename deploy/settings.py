@@ -47,7 +47,8 @@ DEFAULTS = {
     "post_burst": 20,
     # Client addresses or CIDRs exempt from the POST rate limit (e.g. a load generator).
     "rate_limit_exempt": [],
-    # Inbound TCP ports the firewall (nftables) lets through besides SSH's (sshd_port): HTTP, HTTPS.
+    # Inbound TCP ports the firewall (nftables) lets through besides SSH's (sshd_port): HTTP, HTTPS
+    # (on a host without the lb role, e.g. a backup host: none unless set).
     "firewall_tcp_ports": [80, 443],
     # The port sshd listens on (and the firewall opens for SSH); None: the port this run logged
     # in on, so a run never moves it by itself. Set another to move SSH without a lockout: the
@@ -178,6 +179,8 @@ def stack():
         raise SettingError(f"inventory: app_name must be 1-16 lower-case letters and digits, not {app!r}")
     for key in POSITIVE_INTS:
         s[key] = _positive_int(key, s[key])
+    if "lb" not in s["roles"] and host.data.get("firewall_tcp_ports") is None:
+        s["firewall_tcp_ports"] = []  # no web server here (a backup host): SSH only
     s["firewall_tcp_ports"] = [_port("firewall_tcp_ports", port) for port in s["firewall_tcp_ports"]]
     s["metrics_port"] = _port("metrics_port", s["metrics_port"])
     if s["alertmanager"] is not None and not re.fullmatch(r"[A-Za-z0-9.\[\]:-]+:\d{1,5}", str(s["alertmanager"])):

@@ -105,6 +105,5 @@ hosts = [
 #
 #   _server = hosts[0]
 #   lb = app = db = [_server]
-#   backup = [("203.0.113.6", {"ssh_user": "admin", "_sudo": True,
-#                              "firewall_tcp_ports": [], "monitoring": False})]
+#   backup = [("203.0.113.6", {"ssh_user": "admin", "_sudo": True, "monitoring": False})]
 #   del hosts

@@ -27,8 +27,7 @@ backup = [
             "ssh_hostname": "default",
             "_sudo": True,
             "private_address": "192.168.56.30",
-            # Only SSH is open on a backup host; it runs no web server and no Prometheus.
-            "firewall_tcp_ports": [],
+            # A backup host runs no Prometheus (and opens only SSH: firewall_tcp_ports is [] off the lb).
             "monitoring": False,
             "fail2ban_ignore": ["192.168.56.1", "192.168.56.2"],
         },

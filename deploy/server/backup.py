@@ -110,6 +110,14 @@ class Backups:
         """pgBackRest's info for the stanza (the JSON object), its backups oldest first."""
         return json.loads(self.pgbackrest("info", "--output=json"))[0]
 
+    def unreachable(self, info):
+        """pgBackRest's message when it could not read the repository (info's status 99, "other":
+        e.g. the backup host is down), else None. Its lists are empty then: no "no backup" warning."""
+        if info.get("status", {}).get("code") != 99:
+            return None
+        messages = [repo.get("status", {}).get("message", "") for repo in info.get("repo", [])]
+        return "; ".join(m for m in messages if m) or info["status"].get("message", "unknown")
+
     # -- now, list, status --------------------------------------------------------------
 
     def now(self, kind):
@@ -151,7 +159,9 @@ class Backups:
         or behind (``archiver``: archiver()'s answer, read again when not given)."""
         found = []
         backups = info.get("backup", [])
-        if not backups:
+        if error := self.unreachable(info):
+            found.append(f"the repository {self.repo} cannot be read ({error}): backups wait until it can")
+        elif not backups:
             found.append("no backup yet: run `now`")
         elif now - backups[-1]["timestamp"]["stop"] > self.max_age:
             found.append(f"the newest backup is {now - backups[-1]['timestamp']['stop']:.0f} s old "
@@ -286,7 +296,10 @@ class Backups:
             ours = self.sql("SELECT system_identifier FROM pg_control_system()", database="postgres")
         except StepFailed:
             return False
-        return ours != str(self.info()["db"][-1]["system-id"])
+        info = self.info()
+        if not info.get("db"):
+            raise StepFailed(f"restore: cannot read the stanza in {self.repo}: {self.unreachable(info) or 'none'}")
+        return ours != str(info["db"][-1]["system-id"])
 
     def supervisorctl(self, action):
         run("supervisorctl", action, *self.instances)

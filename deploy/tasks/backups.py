@@ -14,12 +14,12 @@ Where the repository is (deploy/roles.py):
 
 from pyinfra import host, inventory
 from pyinfra.api import FactBase, deploy
-from pyinfra.facts.files import File
+from pyinfra.facts.files import Directory, File
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from deploy.facts import PostgresValue, SystemIdMismatch
-from deploy.operations import barrier, config_files, server_tool, ssh_peer, timer
+from deploy.facts import PostgresValue, SystemIdMismatch, TextLine
+from deploy.operations import barrier, config_files, peer_ssh_port, render, server_tool, ssh_peer, timer, user_files
 
 #: Settings the backup tool reads on the server (/etc/<app>/backup.json).
 TOOL_SETTINGS = ("app_name", "postgresql_version", "pg_data", "instance_names", "backup_max_age", "backup_repo")
@@ -111,10 +111,14 @@ def backups(s):
                 commands=[f"mv {kept} {cipher}"],
                 _if=lambda: host.get_fact(File, path=cipher) is None and host.get_fact(File, path=kept) is not None,
             )
-            files.file(
-                name=f"Ensure no backup host may log in as postgres ({PG_HOME}/.ssh/authorized_keys is gone).",
-                path=f"{PG_HOME}/.ssh/authorized_keys",
-                present=False,
+            keys = f"{PG_HOME}/.ssh/authorized_keys"
+            server.shell(
+                name=f"Ensure no former backup host may log in as postgres (the deploy's line in {keys} is gone).",
+                commands=[f"rm -f {keys}"],
+                _if=lambda: (
+                    (host.get_fact(TextLine, path=keys) or "").startswith("restrict,from=")
+                    and FORCED.split()[0] in host.get_fact(TextLine, path=keys)
+                ),
             )
         server.shell(
             name=f"Ensure the repository's passphrase {cipher} (generated once).",
@@ -207,37 +211,43 @@ def backups(s):
 
 def ssh_trust(s, user):
     """Ensure ``user``'s SSH key pair (made here), its client config for the peer, and the peer's key
-    trusted for pgBackRest only (ssh_peer). Returns the operations whose change needs a new check."""
+    trusted to run pgBackRest (ssh_peer). Returns the operations whose change needs a new check."""
     app = s["app_name"]
     home = REPO_HOME if s["db_peer"] else PG_HOME
     peer = s["db_peer"] or s["backup_peer"]
     peer_user, peer_home = ("postgres", PG_HOME) if s["db_peer"] else (REPO_USER, REPO_HOME)
-    files.directory(name=f"Ensure {home}/.ssh ({user} 0700).", path=f"{home}/.ssh", user=user, group=user, mode="700")
+    ssh_dir = f"{home}/.ssh"
+    # Made and written by the user itself: root never chowns inside a directory another user owns.
+    made = server.shell(
+        name=f"Ensure {ssh_dir} ({user} 0700).",
+        commands=[f"runuser -u {user} -- sh -c 'mkdir -p {ssh_dir} && chmod 700 {ssh_dir}'"],
+        _if=lambda: (
+            (host.get_fact(Directory, path=ssh_dir) or {}).get("mode") != 700
+            or host.get_fact(Directory, path=ssh_dir)["user"] != user
+        ),
+    )
     # One call site for both hosts: each host's key exists before either reads the other's.
     key = server.shell(
         name=f"Ensure {user}'s SSH key (ed25519, made on this host; its private half never leaves it).",
-        commands=[f"runuser -u {user} -- ssh-keygen -q -t ed25519 -N '' -C {user}@{app} -f {home}/.ssh/id_ed25519"],
-        _if=lambda: host.get_fact(File, path=f"{home}/.ssh/id_ed25519") is None,
+        commands=[f"runuser -u {user} -- ssh-keygen -q -t ed25519 -N '' -C {user}@{app} -f {ssh_dir}/id_ed25519"],
+        _if=lambda: host.get_fact(File, path=f"{ssh_dir}/id_ed25519") is None,
     )
-    port = inventory.get_host(peer[0]).data.get("sshd_port") or 22
-    config = files.template(
+    config = user_files(
         name=f"Ensure {user}'s SSH client settings for {peer[1]} (keys only, its host key checked, 10 s to connect).",
-        src="backup/ssh_config.j2",
-        dest=f"{home}/.ssh/config",
         user=user,
-        group=user,
-        mode="600",
-        address=peer[1],
-        peer_user=peer_user,
-        port=port,
-        home=home,
+        texts={
+            f"{ssh_dir}/config": render(
+                "backup/ssh_config.j2",
+                {"address": peer[1], "peer_user": peer_user, "port": peer_ssh_port(peer[0]), "home": home},
+            ).read()
+        },
     )
     trust = ssh_peer(
-        name=f"Ensure {user} trusts {peer[0]} ({peer[1]}): its {peer_user} key for pgBackRest only, its host key.",
+        name=f"Ensure {user} trusts {peer[0]} ({peer[1]}): its {peer_user} key runs pgBackRest (forced), its host key.",
         user=user,
         home=home,
         peer=peer,
         key_path=f"{peer_home}/.ssh/id_ed25519.pub",
         command=FORCED,
     )
-    return [key, config, trust]
+    return [made, key, config, trust]

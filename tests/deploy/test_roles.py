@@ -52,7 +52,8 @@ def whole(*hosts):
         ({**whole(SERVER), "backup": [BACKUP, ("b2", {"private_address": "192.0.2.31"})]}, "one backup host at most"),
         ({**whole(SERVER), "other": [BACKUP]}, "in no role group"),
         ({**whole(SERVER), "backup": [("backup", {})]}, "set private_address"),
-        ({**whole(SERVER), "backup": [("b", {"private_address": "x"})]}, "must be an IP address"),
+        ({**whole(SERVER), "backup": [("b", {"private_address": "x"})]}, "must be an IPv4 address"),
+        ({**whole(SERVER), "backup": [("b", {"private_address": "2001:db8::30"})]}, "must be an IPv4 address"),
         ({**whole(SERVER, BACKUP), "backup": [("b", {"private_address": "192.0.2.9"})]}, "serves one database host"),
     ],
 )
