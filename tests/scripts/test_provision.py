@@ -37,7 +37,7 @@ def test_broken_inventory_file_fails(tmp_path):
     inventory = tmp_path / "broken.py"
     inventory.write_text("hosts = [\n")
     code, out = provision(str(inventory))
-    assert code != 0 and "provision: failed" in out
+    assert code != 0 and f"provision: inventory {inventory}: SyntaxError" in out, out
 
 
 def test_unreachable_host_fails_and_says_so():
