@@ -47,6 +47,14 @@ def releases(s):
         ],
         _if=lambda: host.get_fact(File, path=f"{git_dir}/HEAD") is None,
     )
+    # git locks HEAD (HEAD.lock beside it, in the root-owned repository) when a push updates the
+    # branch HEAD names: so HEAD names no branch a push updates, and pushes touch refs/ only.
+    # Before the owners and modes below: git rewrites HEAD with the repository's shared mode (0664).
+    server.shell(
+        name=f"Ensure {git_dir}/HEAD names no deployed branch (a push then needs no lock beside it).",
+        commands=[f"git --git-dir={git_dir} symbolic-ref HEAD {UNBORN_HEAD}"],
+        _if=lambda: host.get_fact(FileContents, path=f"{git_dir}/HEAD") != [f"ref: {UNBORN_HEAD}"],
+    )
     # Hooks and config run as whoever pushes next, an operator with sudo among them: a deployer
     # who could write them would be root. So the repository itself, its config, hooks and info
     # are root's, and only objects/ and refs/ are writable by the deploy group.
@@ -64,13 +72,6 @@ def releases(s):
             and set(host.get_fact(FindFiles, path=f"{git_dir}/hooks", quote_path=True))
             != {f"{git_dir}/hooks/pre-receive"}
         ),
-    )
-    # git locks HEAD (HEAD.lock beside it, in the root-owned repository) when a push updates the
-    # branch HEAD names: so HEAD names no branch a push updates, and pushes touch refs/ only.
-    server.shell(
-        name=f"Ensure {git_dir}/HEAD names no deployed branch (a push then needs no lock beside it).",
-        commands=[f"git --git-dir={git_dir} symbolic-ref HEAD {UNBORN_HEAD}"],
-        _if=lambda: host.get_fact(FileContents, path=f"{git_dir}/HEAD") != [f"ref: {UNBORN_HEAD}"],
     )
     for path in (f"{git_dir}/objects", f"{git_dir}/refs"):
         files.directory(
