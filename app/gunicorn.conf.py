@@ -42,12 +42,21 @@ def _load_env_file(path):
 _load_env_file(os.environ.get("TODO_ENV_FILE", f"/etc/{APP}/{APP}.env"))
 # libpq reads the password from PGPASSWORD, so it never appears in a URL or argv.
 os.environ["PGPASSWORD"] = os.environ.pop("TODO_DATABASE_PASSWORD", "")
+# Where PostgreSQL is: its unix socket directory on this host, or (TODO_DATABASE_HOST, set by the
+# deploy when the database has its own host) that host's address over TLS, its certificate pinned
+# (TODO_DATABASE_SSLROOTCERT) and checked against the address (sslmode=verify-full).
+_TLS = (
+    f"&sslmode=verify-full&sslrootcert={os.environ['TODO_DATABASE_SSLROOTCERT']}"
+    if os.environ.get("TODO_DATABASE_SSLROOTCERT")
+    else ""
+)
 os.environ.setdefault(
     "TODO_DATABASE_URL",
     # connect_timeout (s) and statement_timeout make a dead or hung database fail fast.
     # The login role: <app>, or <app>_b after a password rotation (scripts/secrets; it acts as <app>).
     f"postgresql://{os.environ.get('TODO_DATABASE_USER', APP)}@/{APP}"
-    "?host=/var/run/postgresql&connect_timeout=3&options=-c%20statement_timeout%3D5s",
+    f"?host={os.environ.get('TODO_DATABASE_HOST', '/var/run/postgresql')}{_TLS}"
+    "&connect_timeout=3&options=-c%20statement_timeout%3D5s",
 )
 os.environ["TODO_RELEASE"] = RELEASE_DIR.name
 os.environ["TODO_INSTANCE"] = INSTANCE

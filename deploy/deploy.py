@@ -9,6 +9,7 @@ deploy/settings.py. pyinfra runs from the repo root (scripts/provision), which i
 sys.path for ``deploy.*``.
 """
 
+from deploy.operations import barrier
 from deploy.settings import stack
 from deploy.tasks.acme import acme
 from deploy.tasks.admin import first_contact
@@ -17,29 +18,35 @@ from deploy.tasks.hardening import hardening
 from deploy.tasks.monitoring import monitoring
 from deploy.tasks.nginx import nginx
 from deploy.tasks.packages import packages
-from deploy.tasks.postgresql import postgresql
+from deploy.tasks.postgresql import database_client, postgresql
 from deploy.tasks.releases import releases
 from deploy.tasks.secrets import secrets
 from deploy.tasks.supervisor import supervisor
 from deploy.tasks.users import users_and_directories
 
 s = stack()
-# A backup host (deploy/roles.py) gets the hardened base and pgBackRest's repository; every other
-# host holds the whole stack (lb, app and db together).
-whole = "app" in s["roles"]
+# Each host gets the parts of its roles (deploy/roles.py): one server holds them all; a database
+# host apart gets PostgreSQL; a backup host only the hardened base and pgBackRest's repository.
+roles = s["roles"]
+stack_host = "app" in roles or "db" in roles
 packages(s)
 hardening(s)
-if whole:
+if stack_host:
     users_and_directories(s)
     generated = secrets(s)
+if "db" in roles:
     postgresql(s, generated)
+barrier(name="Wait for every host's database steps (the database host's certificate exists before it is copied).")
+if s["database"]:
+    database_client(s)
 backups(s)
-if whole:
+if "app" in roles:
     releases(s)
     nginx(s)
     supervisor(s)
+if stack_host:
     monitoring(s)
 first_contact(s)
-if whole:
+if "lb" in roles:
     # Last: a domain that does not resolve here yet fails only this step, after everything else.
     acme(s)

@@ -154,3 +154,13 @@ class SystemIdMismatch(FactBase):
 
     def process(self, output):
         return output[0] == "mismatch"
+
+
+class FileText(FactBase):
+    """A text file's whole content (lines joined, a final newline), read as root; None when absent."""
+
+    def command(self, path):
+        return f"[ -f {shlex.quote(path)} ] && cat {shlex.quote(path)} || true"
+
+    def process(self, output):
+        return "\n".join(output) + "\n" if output else None

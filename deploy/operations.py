@@ -252,3 +252,42 @@ def ssh_peer(user, home, peer, key_path, command):
             f"{home}/.ssh/known_hosts": f"{where} {' '.join(host_key.split()[:2])}\n",
         },
     )
+
+
+@operation()
+def peer_file(peer, src, dest, user="root", group="root", mode="644", secret=False):
+    """Ensure ``dest`` holds what the inventory host ``peer`` (its name) has in ``src`` at execution
+    time (a peer that makes the file in this same run has it only then): e.g. the database host's
+    secrets file or its certificate on the app host. Replaced only when the content differs, then
+    owner and mode; fails naming the peer when it has no such file.
+
+    ``secret``: the content crosses this workstation's memory only. pyinfra uploads through a
+    temporary file as the login user; it goes in ``/run/<app>-upload`` (0700, the login user's),
+    not /tmp, and is removed at once; the new file is staged in STAGE (root 0700) and renamed.
+    """
+    from pyinfra import inventory
+
+    from deploy.facts import FileText, LoginUser
+
+    text = inventory.get_host(peer).get_fact(FileText, path=src)
+    if text is None:
+        yield f"echo '{peer} has no {src}' >&2; exit 1"
+        return
+    if host.get_fact(Sha1File, path=dest) != hashlib.sha1(text.encode()).hexdigest():
+        new = staged(dest, NEW)
+        yield StringCommand("install", "-d", "-m", "700", "-o", "root", "-g", "root", STAGE)
+        temp = None
+        if secret:
+            upload = f"/run/{os.path.basename(dest).split('.')[0]}-upload"
+            yield StringCommand("install", "-d", "-m", "700", "-o", host.get_fact(LoginUser), upload)
+            temp = f"{upload}/{os.path.basename(dest)}"
+        yield FileUploadCommand(StringIO(text), new, remote_temp_filename=temp)
+        yield StringCommand("chown", f"{user}:{group}", new)
+        yield StringCommand("chmod", mode, new)
+        yield StringCommand("mv", "-f", new, QuoteString(dest))
+        return
+    current = host.get_fact(File, path=dest)
+    if (current["user"], current["group"]) != (user, group):
+        yield chown(dest, user, group)
+    if current["mode"] != int(mode):
+        yield chmod(dest, mode)

@@ -5,18 +5,21 @@ An inventory names roles with module-level lists (pyinfra groups) called ``lb``,
 inventory that names none (``hosts = [...]``: local.py, vagrant.py, example.py) makes every
 host a whole stack, with its backup repository on its own disk: today's single server.
 
-What is built: a host holding ``lb``, ``app`` and ``db`` together (the stack), and, beside it,
-one host holding only ``backup``: pgBackRest's repository host, reached over SSH, so that the
-backups survive the loss of the database server (deploy/tasks/backups.py). Putting lb, app
-and db on different hosts is refused with a SettingError until that split is built.
+What is built:
+- ``lb`` and ``app`` on one host (nginx and the gunicorn instances, as on one server);
+- ``db`` on that host or on its own: PostgreSQL on the private network, TLS with a pinned
+  certificate and scram-sha-256 for the app host's address only (deploy/tasks/postgresql.py);
+- ``backup`` on the database host (its own disk) or on a host of its own: pgBackRest's
+  repository host, reached over SSH, so the backups survive the loss of the database server
+  (deploy/tasks/backups.py).
+Several app hosts, or a load balancer apart from the app, are refused with a SettingError
+until they are built.
 """
 
 import ipaddress
 
 #: The roles, in the order the deploy meets them.
 ROLES = ("lb", "app", "db", "backup")
-#: The roles that, for now, go together on one host.
-STACK = ("lb", "app", "db")
 
 
 def declared(inventory):
@@ -49,37 +52,52 @@ def address(h):
 
 
 def topology(h, inventory):
-    """This host's roles and its peers, checked: a dict with ``roles``, ``backup_peer`` (the
-    repository host's (name, address) when the database's backups go to another host, else
-    None) and ``db_peer`` (on a repository host: the database host's (name, address)).
+    """This host's roles and its peers, checked: a dict with
 
-    Raises SettingError (naming the host) for a host in no role group, lb/app/db split over
-    hosts, more than one backup host, or a backup host that serves more than one database host.
+    + ``roles``: the roles of this host;
+    + ``backup_peer``: the repository host's (name, address) when this database host's backups go
+      to another host, else None;
+    + ``db_peer``: on a repository host, the database host's (name, address), else None;
+    + ``database``: on an app host whose database is on another host, that host's (name, address),
+      else None (PostgreSQL is on this host, over its unix socket);
+    + ``db_clients``: on a database host whose app is on another host, the app host's address(es).
+
+    Raises SettingError (naming the host) for a host in no role group, lb without app (or app
+    without lb), not exactly one database host or one app host, more than one backup host, or a
+    backup host that serves more than one database host.
     """
     from deploy.settings import SettingError
 
     roles = roles_of(h, inventory)
-    topo = {"roles": roles, "backup_peer": None, "db_peer": None}
+    topo = {"roles": roles, "backup_peer": None, "db_peer": None, "database": None, "db_clients": []}
     if not declared(inventory):
         return topo
     for other in inventory:
         held = roles_of(other, inventory)
         if not held:
             raise SettingError(f"inventory: {other.name} is in no role group ({', '.join(ROLES)})")
-        if any(role in held for role in STACK) and not all(role in held for role in STACK):
+        if ("lb" in held) != ("app" in held):
             raise SettingError(
-                f"inventory: {other.name} holds {', '.join(r for r in STACK if r in held)} without the others: "
-                "lb, app and db go on the same host (several hosts for them are not built yet)"
+                f"inventory: {other.name} holds {'lb' if 'lb' in held else 'app'} without "
+                f"{'app' if 'lb' in held else 'lb'}: they go on the same host (a load balancer apart is not built yet)"
             )
-    backups, dbs = inventory.get_group("backup", []), inventory.get_group("db", [])
+    backups, dbs, apps = (inventory.get_group(role, []) for role in ("backup", "db", "app"))
+    if len(dbs) != 1:
+        raise SettingError(f"inventory: one database host (group db), not {len(dbs)}")
+    if len(apps) != 1:
+        raise SettingError(f"inventory: one app host (groups lb and app), not {len(apps)} (several are not built yet)")
+    db, app = dbs[0], apps[0]
+    if db.name != app.name:
+        if h.name == app.name:
+            topo["database"] = (db.name, address(db))
+        if h.name == db.name:
+            topo["db_clients"] = [address(app)]
     if len(backups) > 1:
         raise SettingError(f"inventory: one backup host at most, not {len(backups)}")
     repo = backups[0] if backups else None
     if repo is not None and "db" not in roles_of(repo, inventory):
-        if len(dbs) != 1:
-            raise SettingError(f"inventory: the backup host {repo.name} serves one database host, not {len(dbs)}")
-        if "db" in roles:
+        if h.name == db.name:
             topo["backup_peer"] = (repo.name, address(repo))
         if h.name == repo.name:
-            topo["db_peer"] = (dbs[0].name, address(dbs[0]))
+            topo["db_peer"] = (db.name, address(db))
     return topo

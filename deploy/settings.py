@@ -100,7 +100,8 @@ POSITIVE_INTS = ("instances", "max_body_bytes", "health_timeout", "drain_timeout
                  "prometheus_retention_days")  # fmt: skip
 
 #: Settings the release tool reads on the server (/etc/<app>/release.json).
-RELEASE_SETTINGS = ("app_name", "instances", "keep_releases", "health_timeout", "drain_timeout", "deploy_branch")
+RELEASE_SETTINGS = ("app_name", "instances", "keep_releases", "health_timeout", "drain_timeout", "deploy_branch",
+                    "database_host", "database_sslrootcert")  # fmt: skip
 
 
 class SettingError(ValueError):
@@ -161,6 +162,15 @@ def subject_alt_names(names):
     return ",".join(entry(name) for name in names)
 
 
+def address_of_this_host():
+    """This host's address on the private network (deploy/roles.py, address)."""
+    from pyinfra import host
+
+    from deploy.roles import address
+
+    return address(host)
+
+
 def stack():
     """Every setting for the current host, checked, plus the names and paths derived from them.
 
@@ -180,8 +190,13 @@ def stack():
     for key in POSITIVE_INTS:
         s[key] = _positive_int(key, s[key])
     if "lb" not in s["roles"] and host.data.get("firewall_tcp_ports") is None:
-        s["firewall_tcp_ports"] = []  # no web server here (a backup host): SSH only
+        s["firewall_tcp_ports"] = []  # no web server here: only SSH (and PostgreSQL for the app host)
     s["firewall_tcp_ports"] = [_port("firewall_tcp_ports", port) for port in s["firewall_tcp_ports"]]
+    if s["monitoring"] and (s["database"] or s["db_clients"]):
+        raise SettingError(
+            f"inventory: {host.name}: monitoring across hosts is not built yet: set monitoring: False on "
+            "the app and database hosts (scripts/status works on each)"
+        )
     s["metrics_port"] = _port("metrics_port", s["metrics_port"])
     if s["alertmanager"] is not None and not re.fullmatch(r"[A-Za-z0-9.\[\]:-]+:\d{1,5}", str(s["alertmanager"])):
         raise SettingError(f"inventory: alertmanager must be HOST:PORT, not {s['alertmanager']!r}")
@@ -256,4 +271,11 @@ def stack():
         backup_cipher=f"/etc/pgbackrest/conf.d/{app}-cipher.conf",
         status_tool=f"/usr/local/sbin/{app}-status",
     )
+    # Where the app reaches PostgreSQL: its unix socket here, or the database host over TLS,
+    # checked against that host's own certificate (sslmode=verify-full; deploy/tasks/postgresql.py).
+    s["database_host"] = s["database"][1] if s["database"] else "/var/run/postgresql"
+    s["database_sslrootcert"] = f"{s['etc']}/db-server.crt" if s["database"] else None
+    s["pg_tls_cert"] = f"{s['pg_conf']}/{app}-server.crt"
+    s["pg_tls_key"] = f"{s['pg_conf']}/{app}-server.key"
+    s["db_address"] = address_of_this_host() if s["db_clients"] else None
     return s

@@ -302,7 +302,8 @@ class Backups:
         return ours != str(info["db"][-1]["system-id"])
 
     def supervisorctl(self, action):
-        run("supervisorctl", action, *self.instances)
+        if self.instances:  # none when the app runs on another host
+            run("supervisorctl", action, *self.instances)
 
     def restore(self, target_time):
         started = time.monotonic()
@@ -314,7 +315,8 @@ class Backups:
                 self.wait_archived(timeout=30)  # the newest writes into the repository, if PostgreSQL runs
             except StepFailed as error:
                 print(f"restore: not all WAL could be archived first ({error}); restoring what the repository has")
-        print(f"restore: stopping the instances {', '.join(self.instances)} (nginx answers its 503 page)")
+        if self.instances:
+            print(f"restore: stopping the instances {', '.join(self.instances)} (nginx answers its 503 page)")
         self.supervisorctl("stop")
         print(f"restore: stopping {self.unit}")
         run("systemctl", "stop", self.unit)

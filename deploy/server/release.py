@@ -65,6 +65,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from datetime import UTC, datetime
 from http.client import HTTPConnection
 from pathlib import Path
@@ -140,6 +141,12 @@ class Stack:
         self.current_link = self.srv / "current"
         self.git_dir = self.srv / "deploy.git"
         self.deploy_branch = config["deploy_branch"]
+        # PostgreSQL: its unix socket directory here, or the database host's address over TLS with
+        # that host's pinned certificate (sslmode=verify-full).
+        query = {"host": config.get("database_host") or "/var/run/postgresql"}
+        if config.get("database_sslrootcert"):
+            query.update(sslmode="verify-full", sslrootcert=config["database_sslrootcert"])
+        self.database_query = urllib.parse.urlencode(query, safe="/")
         self.env_file = Path(f"/etc/{self.app}/{self.app}.env")
         self.run_dir = Path(f"/run/{self.app}")
         self.history = Path(f"/var/log/{self.app}/releases.log")
@@ -247,7 +254,7 @@ class Stack:
         run(
             ["sh", "-c", f". {self.env_file} && PGPASSWORD=$TODO_DATABASE_PASSWORD exec venv/bin/yoyo apply --batch "
              f"--no-config-file --database \"postgresql+psycopg://${{TODO_DATABASE_USER:-{self.app}}}@/{self.app}"
-             "?host=/var/run/postgresql\" "
+             f"?{self.database_query}\" "
              "migrations"],
             "migrate",
             user=self.app,

@@ -183,7 +183,10 @@ def backups(s):
     )
 
     if is_db:
-        server_tool(s, "backup", {**{key: s[key] for key in TOOL_SETTINGS}, "backup_host": s["backup_peer"]})
+        settings = {key: s[key] for key in TOOL_SETTINGS}
+        # The instances to stop for a restore: none when the app runs on another host.
+        settings.update(backup_host=s["backup_peer"], instance_names=s["instance_names"] if "app" in roles else [])
+        server_tool(s, "backup", settings)
     if not holds_repo:
         for kind in ("full", "diff"):
             unit = f"{app}-backup-{kind}"

@@ -47,9 +47,10 @@ def unit_known(unit):
 
 def units(s):
     """The systemd units the status tool expects active on this host."""
-    names = ["nginx.service", "supervisor.service", f"postgresql@{s['postgresql_version']}-main.service"]
+    names = ["nginx.service", "supervisor.service"] if "app" in s["roles"] else []
+    names += [f"postgresql@{s['postgresql_version']}-main.service"] if "db" in s["roles"] else []
     names += ["nftables.service", "fail2ban.service"]
-    if not s["backup_peer"]:  # else the backup host runs the backups
+    if "db" in s["roles"] and not s["backup_peer"]:  # else the backup host runs the backups
         names += [f"{s['app_name']}-backup-{kind}.timer" for kind in ("full", "diff")]
     if s["monitoring"]:
         names += [f"{package}.service" for package in exporters(s)] + [f"{s['app_name']}-status-metrics.timer"]
@@ -62,14 +63,14 @@ def status_settings(s):
     """What the status tool reads on the server (/etc/<app>/status.json)."""
     return {
         "app_name": s["app_name"],
-        "instances": s["instance_names"],
+        "instances": s["instance_names"] if "app" in s["roles"] else [],
         "srv": s["srv"],
         "run_dir": s["run"],
         "access_log": "/var/log/nginx/access.log",
         "tls_cert": s["tls_cert"],
         "units": units(s),
-        "backups": True,
-        "disk_paths": ["/", "/var/lib/postgresql"],
+        "backups": "db" in s["roles"],
+        "disk_paths": ["/", "/var/lib/postgresql"] if "db" in s["roles"] else ["/"],
         "disk_warn_percent": 90,
         "cert_warn_days": 14,
         "memory_warn_percent": 90,

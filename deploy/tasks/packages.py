@@ -18,21 +18,18 @@ def packages(s):
     base = ["ca-certificates", "netbase", "sudo", "iproute2", "openssl", "nftables", "unattended-upgrades", "logrotate"]
     # fail2ban reads sshd's journal through python3-systemd; needrestart names stale services.
     base += ["fail2ban", "python3-systemd", "needrestart"]
-    if "app" not in s["roles"]:
-        apt.packages(
-            name="Ensure the base packages of a hardened host are installed (a backup host).",
-            packages=base,
-            no_recommends=True,
-            update=True,
-            cache_time=3600,
-        )
-        return
-    apt.packages(
-        name="Ensure nginx, supervisor, PostgreSQL, Python and the release tool's needs are installed.",
-        packages=["nginx", "supervisor", f"postgresql-{s['postgresql_version']}", "python3-venv", "libpq5", "git"]
-        + base
+    wanted = list(base)
+    if "app" in s["roles"]:
+        wanted += ["nginx", "supervisor", "python3-venv", "libpq5", "git"]
         # Brotli beside gzip: nginx's modules (on the fly, precompressed) and the release's compressor.
-        + ["libnginx-mod-http-brotli-filter", "libnginx-mod-http-brotli-static", "brotli"],
+        wanted += ["libnginx-mod-http-brotli-filter", "libnginx-mod-http-brotli-static", "brotli"]
+    if "db" in s["roles"]:
+        wanted += [f"postgresql-{s['postgresql_version']}"]
+    apt.packages(
+        name="Ensure the Debian packages of this host's roles are installed ("
+        + (", ".join(r for r in s["roles"] if r != "backup") or "a backup host")
+        + ").",
+        packages=wanted,
         no_recommends=True,
         update=True,
         cache_time=3600,

@@ -5,8 +5,8 @@ from pyinfra.api import deploy
 from pyinfra.operations import postgres, server, systemd
 from pyinfra.operations.util import any_changed
 
-from deploy.facts import PostgresValue
-from deploy.operations import config_files, dropin
+from deploy.facts import Certificate, PostgresValue
+from deploy.operations import config_files, dropin, peer_file
 
 
 @deploy("PostgreSQL")
@@ -25,8 +25,12 @@ def postgresql(s, secrets):
         user="postgres",
         group="postgres",
     )
+    network = network_and_tls(s) if s["db_clients"] else None
     systemd.service(
-        name="Reload PostgreSQL: pg_hba.conf changed.", service="postgresql", reloaded=True, _if=pg_hba.did_change
+        name="Reload PostgreSQL: pg_hba.conf or its TLS settings changed.",
+        service="postgresql",
+        reloaded=True,
+        _if=lambda: pg_hba.did_change() or bool(network and network.did_change()),
     )
     role = postgres.role(
         name=f"Ensure the {app} role exists (no superuser, no createdb, no createrole).",
@@ -75,4 +79,57 @@ def postgresql(s, secrets):
             "| runuser -u postgres -- psql -q -v ON_ERROR_STOP=1"
         ],
         _if=any_changed(secrets, role),
+    )
+
+
+def network_and_tls(s):
+    """PostgreSQL on its own host: a certificate for its private address (made here, as postgres,
+    10 years: it is pinned by the app host, not trusted through a CA), the settings to listen on
+    that address with TLS, and a restart when the live listen_addresses differ. Returns the
+    settings' operation."""
+    cert, key, address = s["pg_tls_cert"], s["pg_tls_key"], s["db_address"]
+    server.shell(
+        name=f"Ensure PostgreSQL's certificate for {address} ({cert}; its key postgres 0600, made here).",
+        commands=[
+            f"runuser -u postgres -- sh -c 'umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+            f"-nodes -days 3650 -subj /CN={address} -addext subjectAltName=IP:{address} -keyout {key} -out {cert} "
+            f"2>/dev/null && chmod 644 {cert}'"
+        ],
+        _if=lambda: (
+            host.get_fact(Certificate, path=cert) is None
+            or host.get_fact(Certificate, path=cert)["names"] != [f"IP:{address}"]
+        ),
+    )
+    network = config_files(
+        name=f"Ensure PostgreSQL listens on {address} too, with TLS (pg_file_settings).",
+        files=[("postgresql/network.conf.j2", f"{s['pg_conf']}/conf.d/80-{s['app_name']}-network.conf", "644", s)],
+        check='[ "$(runuser -u postgres -- psql -Atc "SELECT count(*) FROM pg_file_settings '
+        "WHERE error IS NOT NULL AND error <> 'setting could not be applied'\")\" = 0 ]",
+        user="postgres",
+        group="postgres",
+    )
+    systemd.service(
+        name=f"Restart PostgreSQL: it does not listen on {address} yet (listen_addresses takes effect at a start).",
+        service=f"postgresql@{s['postgresql_version']}-main",
+        restarted=True,
+        _if=lambda: (
+            host.get_fact(PostgresValue, database="postgres", sql="SHOW listen_addresses") != f"localhost,{address}"
+        ),
+    )
+    return network
+
+
+@deploy("Database client")
+def database_client(s):
+    """On an app host whose database is on another host: that host's certificate, pinned
+    (``database_sslrootcert``, root:<app> 0644), which the app and the release tool check the
+    database host against (sslmode=verify-full)."""
+    peer_file(
+        name=f"Ensure the database host's certificate {s['database_sslrootcert']} (pinned: verify-full).",
+        peer=s["database"][0],
+        src=s["pg_tls_cert"],
+        dest=s["database_sslrootcert"],
+        user="root",
+        group=s["app_name"],
+        mode="644",
     )

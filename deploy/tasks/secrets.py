@@ -5,25 +5,43 @@ from pyinfra.api import deploy
 from pyinfra.facts.files import File
 from pyinfra.operations import files, server
 
+from deploy.operations import barrier, peer_file
+
 
 @deploy("Secrets")
 def secrets(s):
-    """Ensure the secrets file exists (root:<app> 0640); returns the operation that generated it."""
-    env_file = s["env_file"]
-    generated = server.shell(
-        name=f"Ensure {env_file} holds the secrets (generated once).",
-        commands=[
-            f"umask 027; rand() {{ od -An -tx1 -N\"$1\" /dev/urandom | tr -d ' \\n'; }}; "
-            f'printf \'TODO_SECRET_KEY=%s\\nTODO_DATABASE_PASSWORD=%s\\n\' "$(rand 32)" "$(rand 24)" > {env_file}.new '
-            f"&& chown root:{s['app_name']} {env_file}.new && chmod 0640 {env_file}.new && mv {env_file}.new {env_file}"
-        ],
-        _if=lambda: host.get_fact(File, path=env_file) is None,
-    )
-    files.file(
-        name=f"Ensure {env_file} is root:{s['app_name']} 0640.",
-        path=env_file,
-        user="root",
-        group=s["app_name"],
-        mode="640",
-    )
+    """Ensure the secrets file exists (root:<app> 0640): generated on the database host, copied from
+    it to an app host whose database is elsewhere (never through git, argv or this workstation's disk).
+    Returns the operation that generated it (None on an app host that copies it)."""
+    env_file, generated = s["env_file"], None
+    if not s["database"]:
+        generated = server.shell(
+            name=f"Ensure {env_file} holds the secrets (generated once).",
+            commands=[
+                f"umask 027; rand() {{ od -An -tx1 -N\"$1\" /dev/urandom | tr -d ' \\n'; }}; "
+                f'printf \'TODO_SECRET_KEY=%s\\nTODO_DATABASE_PASSWORD=%s\\n\' "$(rand 32)" "$(rand 24)" '
+                f"> {env_file}.new && chown root:{s['app_name']} {env_file}.new && chmod 0640 {env_file}.new "
+                f"&& mv {env_file}.new {env_file}"
+            ],
+            _if=lambda: host.get_fact(File, path=env_file) is None,
+        )
+        files.file(
+            name=f"Ensure {env_file} is root:{s['app_name']} 0640.",
+            path=env_file,
+            user="root",
+            group=s["app_name"],
+            mode="640",
+        )
+    barrier(name="Wait for every host's secrets so far (the database host makes them before the app host copies).")
+    if s["database"]:
+        peer_file(
+            name=f"Ensure {env_file} is the database host's ({s['database'][0]}): one secret key and password.",
+            peer=s["database"][0],
+            src=env_file,
+            dest=env_file,
+            user="root",
+            group=s["app_name"],
+            mode="640",
+            secret=True,
+        )
     return generated

@@ -12,6 +12,9 @@ from deploy.ssh import inventory_hosts
 from tests.conftest import REPO
 
 SERVER = ("server", {"private_address": "192.0.2.10"})
+DB = ("db", {"private_address": "192.0.2.20"})
+#: A host's topology on one server: no peers.
+ALONE = {"backup_peer": None, "db_peer": None, "database": None, "db_clients": []}
 BACKUP = ("backup", {"private_address": "192.0.2.30"})
 
 
@@ -24,20 +27,28 @@ def inventory(**groups):
 def test_an_inventory_without_role_groups_makes_every_host_a_whole_stack_with_its_own_repository():
     inv = inventory(hosts=[SERVER, BACKUP])
     for h in inv:
-        assert topology(h, inv) == {"roles": ROLES, "backup_peer": None, "db_peer": None}
+        assert topology(h, inv) == {**ALONE, "roles": ROLES}
 
 
 def test_a_backup_host_is_the_servers_repository_host_and_the_server_its_database_host():
     inv = inventory(lb=[SERVER], app=[SERVER], db=[SERVER], backup=[BACKUP])
     server, backup = inv.get_host("server"), inv.get_host("backup")
-    assert topology(server, inv) == {"roles": ("lb", "app", "db"), "backup_peer": ("backup", "192.0.2.30"),
-                                     "db_peer": None}  # fmt: skip
-    assert topology(backup, inv) == {"roles": ("backup",), "backup_peer": None, "db_peer": ("server", "192.0.2.10")}
+    assert topology(server, inv) == {**ALONE, "roles": ("lb", "app", "db"), "backup_peer": ("backup", "192.0.2.30")}
+    assert topology(backup, inv) == {**ALONE, "roles": ("backup",), "db_peer": ("server", "192.0.2.10")}
 
 
 def test_the_backup_role_on_the_server_itself_is_the_local_repository():
     inv = inventory(lb=[SERVER], app=[SERVER], db=[SERVER], backup=[SERVER])
-    assert topology(inv.get_host("server"), inv) == {"roles": ROLES, "backup_peer": None, "db_peer": None}
+    assert topology(inv.get_host("server"), inv) == {**ALONE, "roles": ROLES}
+
+
+def test_a_database_host_apart_serves_the_app_host_and_sends_its_backups_to_the_backup_host():
+    inv = inventory(lb=[SERVER], app=[SERVER], db=[DB], backup=[BACKUP])
+    server, db, backup = (inv.get_host(name) for name in ("server", "db", "backup"))
+    assert topology(server, inv) == {**ALONE, "roles": ("lb", "app"), "database": ("db", "192.0.2.20")}
+    assert topology(db, inv) == {**ALONE, "roles": ("db",), "db_clients": ["192.0.2.10"],
+                                 "backup_peer": ("backup", "192.0.2.30")}  # fmt: skip
+    assert topology(backup, inv) == {**ALONE, "roles": ("backup",), "db_peer": ("db", "192.0.2.20")}
 
 
 def whole(*hosts):
@@ -48,13 +59,14 @@ def whole(*hosts):
 @pytest.mark.parametrize(
     ("groups", "message"),
     [
-        ({"lb": [SERVER], "app": [SERVER], "db": [BACKUP]}, "without the others"),
+        ({"lb": [SERVER], "app": [DB], "db": [DB]}, "server holds lb without app"),
+        ({"lb": [SERVER], "app": [SERVER]}, "one database host"),
+        ({"lb": [SERVER, BACKUP], "app": [SERVER, BACKUP], "db": [DB]}, "one app host"),
         ({**whole(SERVER), "backup": [BACKUP, ("b2", {"private_address": "192.0.2.31"})]}, "one backup host at most"),
         ({**whole(SERVER), "other": [BACKUP]}, "in no role group"),
         ({**whole(SERVER), "backup": [("backup", {})]}, "set private_address"),
         ({**whole(SERVER), "backup": [("b", {"private_address": "x"})]}, "must be an IPv4 address"),
         ({**whole(SERVER), "backup": [("b", {"private_address": "2001:db8::30"})]}, "must be an IPv4 address"),
-        ({**whole(SERVER, BACKUP), "backup": [("b", {"private_address": "192.0.2.9"})]}, "serves one database host"),
     ],
 )
 def test_a_topology_the_deploy_cannot_build_is_refused_naming_the_host(groups, message):
@@ -72,6 +84,7 @@ def test_the_shipped_backup_host_inventory_has_the_roles_the_deploy_builds():
     assert sorted(groups) == ["app", "backup", "db", "lb"]
     inv = inventory(**groups)
     assert topology(inv.get_host("backup"), inv)["db_peer"] == ("default", "192.168.56.10")
+    assert topology(inv.get_host("default"), inv)["database"] is None
     assert topology(inv.get_host("default"), inv)["backup_peer"] == ("backup", "192.168.56.30")
     import deploy.ssh
 

@@ -1,0 +1,76 @@
+"""The database on its own host (issue 15, its first step): the app host's instances write to
+PostgreSQL on the database host over TLS, verified against that host's pinned certificate
+(sslmode=verify-full); the database host admits the app host only, and its backups go to the
+backup host. A second provision of the three changes nothing."""
+
+import json
+import shlex
+
+import pytest
+
+import tests.host.test_idempotence as idempotence
+from tests.cluster.conftest import BACKUP_ADDRESS, DB_ADDRESS, INVENTORY, run
+from tests.helpers import LOAD_GENERATOR, OTHER_CLIENT, add_todo, connects, new_session
+
+APP_ADDRESS = "192.168.56.10"
+
+
+def db_query(db_host, sql):
+    """``sql`` in the todo database on the database host, as postgres; its unaligned output."""
+    return db_host.check_output(f'runuser -u postgres -- psql -d todo -Atc "{sql}"')
+
+
+def app_connect(host, **params):
+    """On the app host, with the release's psycopg (Debian's libpq), a connection to the database
+    host with the app's password (PGPASSWORD, from the secrets file) and ``params`` (libpq
+    keywords); (exit status, output)."""
+    conninfo = " ".join(f"{k}={v}" for k, v in {"host": DB_ADDRESS, "dbname": "todo", "user": "todo", **params}.items())
+    script = f"import psycopg; psycopg.connect({conninfo!r}, connect_timeout=5).execute('SELECT 1'); print('connected')"
+    done = host.run("set -a; . /etc/todo/todo.env; set +a; export PGPASSWORD=$TODO_DATABASE_PASSWORD; "
+                    f"/srv/todo/current/venv/bin/python -c {shlex.quote(script)}")  # fmt: skip
+    return done.rc, done.stdout + done.stderr
+
+
+def test_a_todo_added_through_the_app_host_is_stored_on_the_database_host(host, db_host, machine_address):
+    text = add_todo(new_session(machine_address))
+    assert db_query(db_host, f"SELECT count(*) FROM todo WHERE text = '{text}'") == "1"
+    assert not host.package("postgresql-15").is_installed  # nothing answers from the app host itself
+
+
+def test_the_instances_connect_over_tls_that_checks_the_database_hosts_certificate(host, db_host):
+    rows = db_query(db_host, "SELECT a.client_addr, s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
+                             "WHERE a.usename IN ('todo', 'todo_b')")  # fmt: skip
+    assert rows and all(row == f"{APP_ADDRESS}|t" for row in rows.splitlines()), rows
+    environment = host.check_output("cat /etc/supervisor/conf.d/todo.conf")
+    assert f'TODO_DATABASE_HOST="{DB_ADDRESS}"' in environment and "TODO_DATABASE_SSLROOTCERT" in environment
+    code, out = app_connect(host, sslmode="verify-full", sslrootcert="/etc/todo/db-server.crt")
+    assert code == 0 and "connected" in out, out
+    # The check is real: another CA's bundle does not vouch for the database host.
+    code, out = app_connect(host, sslmode="verify-full", sslrootcert="/etc/ssl/certs/ca-certificates.crt")
+    assert code != 0 and "certificate verify failed" in out, out
+    # And no plaintext: pg_hba.conf has hostssl lines only for the app host.
+    code, out = app_connect(host, sslmode="disable")
+    assert code != 0 and "no pg_hba.conf entry" in out, out
+
+
+def test_the_database_host_admits_the_app_host_only(db_host, backup_host):
+    listening = db_host.run("ss -Htln sport = :5432 | awk '{print $4}'").stdout.split()
+    assert sorted(listening) == sorted(["127.0.0.1:5432", "[::1]:5432", f"{DB_ADDRESS}:5432"]), listening
+    for source in (LOAD_GENERATOR, OTHER_CLIENT):
+        assert not connects(5432, source=source, address=DB_ADDRESS), f"{source} reached PostgreSQL"
+    probe = backup_host.run(f"timeout 4 bash -c '</dev/tcp/{DB_ADDRESS}/5432'")
+    assert probe.rc != 0, "the backup host reached PostgreSQL"
+    assert not connects(80, source=LOAD_GENERATOR, address=DB_ADDRESS)  # no web server there
+
+
+def test_the_database_hosts_backups_go_to_the_backup_host(db_host):
+    done = db_host.run("/usr/local/sbin/todo-backup status --json")
+    found = json.loads(done.stdout)
+    assert done.rc == 0 and found["same_disk"] is False and BACKUP_ADDRESS in found["repository"], found
+
+
+@pytest.mark.destructive
+def test_a_second_provision_of_the_cluster_changes_nothing():
+    code, out = run("scripts/provision", INVENTORY)
+    assert code == 0, out[-3000:]
+    assert idempotence.grand_total(out)[1] == 0, out[-3000:]
