@@ -15,6 +15,8 @@ def postgresql(s, secrets):
     app = s["app_name"]
     dropin("postgresql@.service", s)
     systemd.service(name="Ensure PostgreSQL is running and enabled.", service="postgresql", running=True, enabled=True)
+    # TLS first: a hostssl line is an error in pg_hba_file_rules while ssl is off.
+    network = network_and_tls(s) if s["db_clients"] else None
     pg_hba = config_files(
         name="Ensure pg_hba.conf lets only the app's role in, with scram-sha-256.",
         files=[("postgresql/pg_hba.conf.j2", f"{s['pg_conf']}/pg_hba.conf", "640", s)],
@@ -25,7 +27,6 @@ def postgresql(s, secrets):
         user="postgres",
         group="postgres",
     )
-    network = network_and_tls(s) if s["db_clients"] else None
     systemd.service(
         name="Reload PostgreSQL: pg_hba.conf or its TLS settings changed.",
         service="postgresql",
