@@ -20,6 +20,7 @@ from pyinfra.operations.util import any_changed
 
 from deploy.facts import PostgresValue, SystemIdMismatch, TextLine
 from deploy.operations import barrier, config_files, peer_ssh_port, render, server_tool, ssh_peer, timer, user_files
+from deploy.tasks.postgresql import SETTINGS_CHECK
 
 #: Settings the backup tool reads on the server (/etc/<app>/backup.json).
 TOOL_SETTINGS = ("app_name", "postgresql_version", "pg_data", "instance_names", "backup_max_age", "backup_repo")
@@ -142,10 +143,7 @@ def backups(s):
         archive = config_files(
             name="Ensure PostgreSQL archives its WAL with pgBackRest (archive_timeout; pg_file_settings).",
             files=[("postgresql/archive.conf.j2", f"{s['pg_conf']}/conf.d/90-{app}-archive.conf", "644", s)],
-            # A line PostgreSQL cannot parse or a bad value is an error; "could not be applied" only
-            # means the setting waits for a restart (archive_mode), which follows.
-            check='[ "$(runuser -u postgres -- psql -Atc "SELECT count(*) FROM pg_file_settings '
-            "WHERE error IS NOT NULL AND error <> 'setting could not be applied'\")\" = 0 ]",
+            check=SETTINGS_CHECK,  # archive_mode waits for the restart that follows
             user="postgres",
             group="postgres",
         )

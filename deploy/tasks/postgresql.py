@@ -8,6 +8,13 @@ from pyinfra.operations.util import any_changed
 from deploy.facts import Certificate, PostgresValue
 from deploy.operations import config_files, dropin, peer_file
 
+#: The check of a conf.d file: no line PostgreSQL cannot parse and no bad value (pg_file_settings);
+#: "could not be applied" only means the setting waits for a restart, which the deploy does.
+SETTINGS_CHECK = (
+    '[ "$(runuser -u postgres -- psql -Atc "SELECT count(*) FROM pg_file_settings '
+    "WHERE error IS NOT NULL AND error <> 'setting could not be applied'\")\" = 0 ]"
+)
+
 
 @deploy("PostgreSQL")
 def postgresql(s, secrets):
@@ -104,8 +111,7 @@ def network_and_tls(s):
     network = config_files(
         name=f"Ensure PostgreSQL listens on {address} too, with TLS (pg_file_settings).",
         files=[("postgresql/network.conf.j2", f"{s['pg_conf']}/conf.d/80-{s['app_name']}-network.conf", "644", s)],
-        check='[ "$(runuser -u postgres -- psql -Atc "SELECT count(*) FROM pg_file_settings '
-        "WHERE error IS NOT NULL AND error <> 'setting could not be applied'\")\" = 0 ]",
+        check=SETTINGS_CHECK,
         user="postgres",
         group="postgres",
     )
