@@ -10,7 +10,7 @@ import pytest
 
 import tests.host.test_idempotence as idempotence
 from tests.cluster.conftest import BACKUP_ADDRESS, DB_ADDRESS, INVENTORY, run
-from tests.helpers import LOAD_GENERATOR, OTHER_CLIENT, add_todo, connects, new_session
+from tests.helpers import ADDED, LOAD_GENERATOR, OTHER_CLIENT, add_todo, connects, new_session
 
 APP_ADDRESS = "192.168.56.10"
 
@@ -33,7 +33,11 @@ def app_connect(host, **params):
 
 def test_a_todo_added_through_the_app_host_is_stored_on_the_database_host(host, db_host, machine_address):
     text = add_todo(new_session(machine_address))
-    assert db_query(db_host, f"SELECT count(*) FROM todo WHERE text = '{text}'") == "1"
+    try:
+        assert db_query(db_host, f"SELECT count(*) FROM todo WHERE text = '{text}'") == "1"
+    finally:
+        db_query(db_host, f"DELETE FROM todo WHERE text = '{text}'")
+        ADDED.remove(text)
     assert not host.package("postgresql-15").is_installed  # nothing answers from the app host itself
 
 
