@@ -262,7 +262,8 @@ def peer_file(peer, src, dest, user="root", group="root", mode="644", secret=Fal
     owner and mode; fails naming the peer when it has no such file.
 
     ``secret``: the content crosses this workstation's memory only. pyinfra uploads through a
-    temporary file as the login user; it goes in ``/run/<app>-upload`` (0700, the login user's),
+    temporary file as the login user; it goes in ``/run/<name>-upload`` (0700, the login user's;
+    <name> is ``dest``'s file name up to its first dot: /etc/todo/todo.env -> /run/todo-upload),
     not /tmp, and is removed at once; the new file is staged in STAGE (root 0700) and renamed.
     """
     from pyinfra import inventory

@@ -190,7 +190,7 @@ def stack():
     for key in POSITIVE_INTS:
         s[key] = _positive_int(key, s[key])
     if "lb" not in s["roles"] and host.data.get("firewall_tcp_ports") is None:
-        s["firewall_tcp_ports"] = []  # no web server here: only SSH (and PostgreSQL for the app host)
+        s["firewall_tcp_ports"] = []  # no web server here: only SSH (PostgreSQL's rule is db_clients')
     s["firewall_tcp_ports"] = [_port("firewall_tcp_ports", port) for port in s["firewall_tcp_ports"]]
     if s["monitoring"] and (s["database"] or s["db_clients"]):
         raise SettingError(
