@@ -25,8 +25,9 @@ from deploy.tasks.supervisor import supervisor
 from deploy.tasks.users import users_and_directories
 
 s = stack()
-# Each host gets the parts of its roles (deploy/roles.py): one server holds them all; a database
-# host apart gets PostgreSQL; a backup host only the hardened base and pgBackRest's repository.
+# Each host gets the parts of its roles (deploy/roles.py): one server holds them all; a load
+# balancer apart gets nginx; an app host nginx and the instances; a database host apart
+# PostgreSQL; a backup host only the hardened base and pgBackRest's repository.
 roles = s["roles"]
 stack_host = "app" in roles or "db" in roles
 packages(s)
@@ -42,7 +43,9 @@ if s["database"]:
 backups(s)
 if "app" in roles:
     releases(s)
+if "app" in roles or "lb" in roles:
     nginx(s)
+if "app" in roles:
     supervisor(s)
 if stack_host:
     monitoring(s)

@@ -6,14 +6,16 @@ inventory that names none (``hosts = [...]``: local.py, vagrant.py, example.py) 
 host a whole stack, with its backup repository on its own disk: today's single server.
 
 What is built:
-- ``lb`` and ``app`` on one host (nginx and the gunicorn instances, as on one server);
-- ``db`` on that host or on its own: PostgreSQL on the private network, TLS with a pinned
-  certificate and scram-sha-256 for the app host's address only (deploy/tasks/postgresql.py);
+- ``lb``: nginx with TLS, the limits and the caches; on a host of its own, it load-balances over
+  the app hosts' nginx on the private network (``app_port``), with passive health checks;
+- ``app`` on one host or several: nginx and the gunicorn instances; an app host behind a load
+  balancer apart admits only the load balancer, on its private address;
+- ``db`` on an app host or on its own: PostgreSQL on the private network, TLS with a pinned
+  certificate and scram-sha-256 for the other app hosts' addresses only (deploy/tasks/postgresql.py);
 - ``backup`` on the database host (its own disk) or on a host of its own: pgBackRest's
   repository host, reached over SSH, so the backups survive the loss of the database server
   (deploy/tasks/backups.py).
-Several app hosts, or a load balancer apart from the app, are refused with a SettingError
-until they are built.
+One load balancer and one database host: several of either are refused with a SettingError.
 """
 
 import ipaddress
@@ -60,38 +62,43 @@ def topology(h, inventory):
     + ``db_peer``: on a repository host, the database host's (name, address), else None;
     + ``database``: on an app host whose database is on another host, that host's (name, address),
       else None (PostgreSQL is on this host, over its unix socket);
-    + ``db_clients``: on a database host whose app is on another host, the app host's address(es).
+    + ``db_clients``: on the database host, the addresses of the app hosts apart from it;
+    + ``app_hosts``: on the load balancer, when its app is not (only) on itself, the app hosts'
+      (name, address), in inventory order (its upstream); else [] (the instances' unix sockets);
+    + ``lb_addresses``: on an app host behind a load balancer apart (or behind one that balances
+      over several app hosts), the load balancer's address: the only client of its nginx; else [].
 
-    Raises SettingError (naming the host) for a host in no role group, lb without app (or app
-    without lb), not exactly one database host or one app host, more than one backup host, or a
-    backup host that serves more than one database host.
+    Raises SettingError (naming the host) for a host in no role group, not exactly one load balancer
+    or database host, no app host, more than one backup host, or a backup host that serves more than
+    one database host.
     """
     from deploy.settings import SettingError
 
     roles = roles_of(h, inventory)
-    topo = {"roles": roles, "backup_peer": None, "db_peer": None, "database": None, "db_clients": []}
+    topo = {"roles": roles, "backup_peer": None, "db_peer": None, "database": None, "db_clients": [],
+            "app_hosts": [], "lb_addresses": []}  # fmt: skip
     if not declared(inventory):
         return topo
     for other in inventory:
-        held = roles_of(other, inventory)
-        if not held:
+        if not roles_of(other, inventory):
             raise SettingError(f"inventory: {other.name} is in no role group ({', '.join(ROLES)})")
-        if ("lb" in held) != ("app" in held):
-            raise SettingError(
-                f"inventory: {other.name} holds {'lb' if 'lb' in held else 'app'} without "
-                f"{'app' if 'lb' in held else 'lb'}: they go on the same host (a load balancer apart is not built yet)"
-            )
-    backups, dbs, apps = (inventory.get_group(role, []) for role in ("backup", "db", "app"))
+    lbs, apps, dbs, backups = (inventory.get_group(role, []) for role in ROLES)
+    if len(lbs) != 1:
+        raise SettingError(f"inventory: one load balancer (group lb), not {len(lbs)}")
     if len(dbs) != 1:
         raise SettingError(f"inventory: one database host (group db), not {len(dbs)}")
-    if len(apps) != 1:
-        raise SettingError(f"inventory: one app host (groups lb and app), not {len(apps)} (several are not built yet)")
-    db, app = dbs[0], apps[0]
-    if db.name != app.name:
-        if h.name == app.name:
-            topo["database"] = (db.name, address(db))
-        if h.name == db.name:
-            topo["db_clients"] = [address(app)]
+    if not apps:
+        raise SettingError("inventory: no app host (group app)")
+    lb, db = lbs[0], dbs[0]
+    if [a.name for a in apps] != [lb.name]:
+        if h.name == lb.name:
+            topo["app_hosts"] = [(a.name, address(a)) for a in apps]
+        if "app" in roles:
+            topo["lb_addresses"] = [address(lb)]
+    if "app" in roles and h.name != db.name:
+        topo["database"] = (db.name, address(db))
+    if h.name == db.name:
+        topo["db_clients"] = [address(a) for a in apps if a.name != db.name]
     if len(backups) > 1:
         raise SettingError(f"inventory: one backup host at most, not {len(backups)}")
     repo = backups[0] if backups else None

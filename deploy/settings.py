@@ -85,6 +85,9 @@ DEFAULTS = {
     # The address the stack's other hosts (e.g. the backup host) reach this one on, in an
     # inventory with role groups (deploy/roles.py); None: the inventory's address, if it is an IP.
     "private_address": None,
+    # The port an app host's nginx listens on, on its private address, for the load balancer
+    # only, when the load balancer is on another host or balances over several app hosts.
+    "app_port": 8080,
     # Debian 12 ships PostgreSQL 15.
     "postgresql_version": 15,
     # Provisioning as root (a fresh VPS): the sudo user it makes and proves before closing root's SSH login.
@@ -180,7 +183,7 @@ def stack():
     from pyinfra import host, inventory
 
     from deploy.facts import CpuCount, LoginPort, LoginUser
-    from deploy.roles import topology
+    from deploy.roles import declared, topology
 
     s = {key: setting(key) for key in DEFAULTS}
     s.update(topology(host, inventory))
@@ -192,12 +195,13 @@ def stack():
     if "lb" not in s["roles"] and host.data.get("firewall_tcp_ports") is None:
         s["firewall_tcp_ports"] = []  # no web server here: only SSH (PostgreSQL's rule is db_clients')
     s["firewall_tcp_ports"] = [_port("firewall_tcp_ports", port) for port in s["firewall_tcp_ports"]]
-    if s["monitoring"] and (s["database"] or s["db_clients"]):
+    if s["monitoring"] and (s["database"] or s["db_clients"] or s["app_hosts"] or s["lb_addresses"]):
         raise SettingError(
             f"inventory: {host.name}: monitoring across hosts is not built yet: set monitoring: False on "
             "the app and database hosts (scripts/status works on each)"
         )
     s["metrics_port"] = _port("metrics_port", s["metrics_port"])
+    s["app_port"] = _port("app_port", s["app_port"])
     if s["alertmanager"] is not None and not re.fullmatch(r"[A-Za-z0-9.\[\]:-]+:\d{1,5}", str(s["alertmanager"])):
         raise SettingError(f"inventory: alertmanager must be HOST:PORT, not {s['alertmanager']!r}")
     # The port sshd saw this run's login arrive on (None: not over SSH); behind NAT (Vagrant) it
@@ -278,4 +282,14 @@ def stack():
     s["pg_tls_cert"] = f"{s['pg_conf']}/{app}-server.crt"
     s["pg_tls_key"] = f"{s['pg_conf']}/{app}-server.key"
     s["db_address"] = address_of_this_host() if s["db_clients"] else None
+    # The load balancer's upstream: the app hosts' nginx on the private network, or (one host)
+    # the instances' unix sockets. An app host behind it listens on its private address.
+    s["app_upstream"] = [f"{address}:{s['app_port']}" for _, address in s["app_hosts"]]
+    s["app_listen"] = f"{address_of_this_host()}:{s['app_port']}" if s["lb_addresses"] else None
+    s["static_cache_dir"] = f"/var/cache/nginx/{app}-static"
+    s["app_host_count"] = len(inventory.get_group("app", [])) if declared(inventory) else 1
+    # The load balancer's "unavailable" page: from the current release when the instances are on
+    # this host alone, else a copy the deploy puts beside the site (the lb may hold no release).
+    s["unavailable_page"] = (f"/var/www/{app}-lb/unavailable.html" if s["app_upstream"]
+                             else f"/srv/{app}/current/todo/static/unavailable.html")  # fmt: skip
     return s

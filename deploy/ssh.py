@@ -197,11 +197,39 @@ class Host:
         # root logs in only at first contact: after it, the admin user (deploy/ssh.py).
         self.ssh = ssh_command(data)
 
-    def tool(self, *args, tool="release"):
-        """Run the stack's ``tool`` (release, backup) on the host through sudo; return its exit status."""
+    def tool(self, *args, tool="release", stdin=None, prefix=False):
+        """Run the stack's ``tool`` (release, backup) on the host through sudo, ``stdin`` (a file or
+        None) as its standard input; return its exit status. With ``prefix``, each line it prints
+        goes to stdout as ``[name] line`` (hosts run side by side)."""
         tool = f"/usr/local/sbin/{self.app}-{tool}"
         # ssh joins its arguments into one command line for the remote shell: quote each one.
-        return subprocess.run([*self.ssh, self.destination, "sudo", "-n", tool, *map(shlex.quote, args)]).returncode
+        cmd = [*self.ssh, self.destination, "sudo", "-n", tool, *map(shlex.quote, args)]
+        if not prefix:
+            return subprocess.run(cmd, stdin=stdin).returncode
+        with subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+            for line in proc.stdout:
+                print(f"[{self.name}] {line}", end="", flush=True)
+        return proc.returncode
+
+    def read(self, *command):
+        """The output of ``command`` on the host (as the login user), or None when it fails;
+        TargetError when SSH itself fails."""
+        done = subprocess.run([*self.ssh, self.destination, *command], capture_output=True, text=True)
+        if done.returncode == 255:
+            raise TargetError(f"{self.name}: SSH failed (unreachable host or refused key)")
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    def current(self):
+        """The release serving on the host (``/srv/<app>/current``), or None."""
+        target = self.read("readlink", f"/srv/{self.app}/current")
+        return target.rsplit("/", 1)[-1] if target else None
+
+    def commit_of(self, release):
+        """The commit a release kept on the host was built from (its .release.json), or None."""
+        import json
+
+        meta = self.read("cat", f"/srv/{self.app}/releases/{release}/.release.json")
+        return json.loads(meta)["commit"] if meta else None
 
     def has_release(self):
         probe = subprocess.run([*self.ssh, self.destination, "test", "-e", f"/srv/{self.app}/current"])

@@ -1,15 +1,18 @@
-"""Inventory: the stack over three local machines, as it grows out of one server.
+"""Inventory: the stack over five local machines, as it grows out of one server.
 
-- lb and app: 192.168.56.10 (``scripts/machine --name app --address 192.168.56.10 start``; the
-  address of the single local machine, which must be stopped): nginx and the instances;
-- db: 192.168.56.20 (``scripts/machine --name db --address 192.168.56.20 start``): PostgreSQL,
-  reached by the app host over TLS (sslmode=verify-full) on the private network only;
-- backup: 192.168.56.30 (``scripts/machine --name backup --address 192.168.56.30 start``):
-  pgBackRest's repository.
+- lb: 192.168.56.10 (the address of the single local machine, which must be stopped): nginx with
+  TLS, the limits and the caches, balancing over the app hosts;
+- app1, app2: 192.168.56.11 and .12: nginx and the instances, for the load balancer only;
+- db: 192.168.56.20: PostgreSQL, reached by the app hosts over TLS (sslmode=verify-full) on the
+  private network only;
+- backup: 192.168.56.30: pgBackRest's repository.
 
-    scripts/up --cluster      (or: start the three machines, then scripts/provision deploy/inventories/cluster.py)
+Each is ``scripts/machine --name NAME --address ADDRESS start``; all at once, provisioned:
 
-Monitoring across hosts is not built yet: it is off here (scripts/status works on the app host).
+    scripts/up --cluster      (or: start the five machines, then scripts/provision deploy/inventories/cluster.py)
+
+Monitoring across hosts is not built yet: it is off here (scripts/status works on the app and
+database hosts).
 """
 
 import os
@@ -23,8 +26,14 @@ def _machine(name, address, **data):
                    "fail2ban_ignore": ["192.168.56.1", "192.168.56.2"], **data})  # fmt: skip
 
 
+#: The machines of the cluster, (name, address), in the order scripts/up starts them.
+_MACHINES = (("lb", "192.168.56.10"), ("app1", "192.168.56.11"), ("app2", "192.168.56.12"),
+            ("db", "192.168.56.20"), ("backup", "192.168.56.30"))  # fmt: skip
+_address = dict(_MACHINES)
+
 # The tests' addresses as in local.py: this box and the load generator are never banned, and the
 # load generator is exempt from the POST rate limit.
-lb = app = [_machine("app", "192.168.56.10", server_names=["192.168.56.10"], rate_limit_exempt=["192.168.56.2"])]
-db = [_machine("db", "192.168.56.20")]
-backup = [_machine("backup", "192.168.56.30")]
+lb = [_machine("lb", _address["lb"], server_names=[_address["lb"]], rate_limit_exempt=["192.168.56.2"])]
+app = [_machine(name, _address[name]) for name in ("app1", "app2")]
+db = [_machine("db", _address["db"])]
+backup = [_machine("backup", _address["backup"])]

@@ -88,6 +88,8 @@ hosts = [
             # With a backup host (the groups at the end of this file): the address the other host
             # reaches this one on; None: the address above.
             "private_address": None,
+            # Several hosts: the port an app host's nginx listens on, for the load balancer only.
+            "app_port": 8080,
             # PostgreSQL major version (Debian 12 ships 15).
             "postgresql_version": 15,
             # Provisioning as root (a fresh server): the sudo user it makes, proves over SSH, then
@@ -106,4 +108,15 @@ hosts = [
 #   _server = hosts[0]
 #   lb = app = db = [_server]
 #   backup = [("203.0.113.6", {"ssh_user": "admin", "_sudo": True, "monitoring": False})]
+#   del hosts
+#
+# Several hosts (docs/hosts.md): one load balancer, app hosts behind it, the database on a host of
+# its own, each with the private address the others reach it on (monitoring across hosts is not
+# built: False on each). For example:
+#
+#   def _host(address, private):
+#       return (address, {"ssh_user": "admin", "_sudo": True, "monitoring": False, "private_address": private})
+#   lb = [_host("203.0.113.5", "10.0.0.10")]
+#   app = [_host("203.0.113.11", "10.0.0.11"), _host("203.0.113.12", "10.0.0.12")]
+#   db = [_host("203.0.113.20", "10.0.0.20")]
 #   del hosts

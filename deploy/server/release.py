@@ -14,12 +14,19 @@ its requirements (an sdist runs code while it builds) and compresses its static 
 supervisor and deletes old releases.
 
 Commands:
-  deploy --commit SHA [--ref REF]
+  deploy --commit SHA [--ref REF] [--release ID] [--prepare]
         Build /srv/<app>/releases/<id> from a tar of the repo's app/ directory on standard
         input (``git archive COMMIT app``), check it, apply its migrations, switch
         /srv/<app>/current to it atomically, then roll the instances one at a time.
         <id> is UTC time + short commit, e.g. 20261121-101502-dcb3499, so ids sort
-        by deploy time.
+        by deploy time; --release gives it (every app host of a cluster builds the same id).
+        --prepare stops after the check: the release is kept, not migrated, not serving.
+  migrate RELEASE
+        Apply a prepared release's migrations (a cluster migrates once, on one app host).
+  activate RELEASE
+        Switch to a prepared release and roll the instances onto it, as deploy does.
+  discard RELEASE
+        Remove a kept release that is not current.
   rollback [RELEASE]
         Switch back to RELEASE, or to the newest kept release older than the current
         one, and roll the instances. The database schema is left as it is.
@@ -192,11 +199,12 @@ class Stack:
 
     # --- Build, check, migrate ----------------------------------------------------------------
 
-    def build(self, commit, ref):
+    def build(self, commit, ref, release=None):
         """Unpack the app from standard input, make its virtualenv, gzip and brotli its static files, all as
-        the build user; return the release id."""
+        the build user; return the release id: ``release`` when given (every app host of a cluster
+        builds the same one, so its static URLs resolve on each), else UTC now + the short commit."""
         stamp = datetime.now(UTC)
-        release = f"{stamp:%Y%m%d-%H%M%S}-{commit[:7]}"
+        release = release or f"{stamp:%Y%m%d-%H%M%S}-{commit[:7]}"
         path = self.releases / release
         if path.exists():
             raise StepFailed("build", f"{path} exists already (one release per commit per second)")
@@ -442,14 +450,60 @@ def get(sock, url, timeout=2.0):
 
 
 def deploy(stack, opts):
+    if opts.release and (not RELEASE_ID.match(opts.release) or not opts.release.endswith(opts.commit[:7])):
+        raise StepFailed("build", f"--release {opts.release}: expected YYYYMMDD-HHMMSS-{opts.commit[:7]}")
     previous = stack.current()
-    release = stack.build(opts.commit, opts.ref)
+    release = stack.build(opts.commit, opts.ref, opts.release)
     try:
         stack.check(release)
+        if opts.prepare:
+            stack.clock.say(f"prepared {release}: built and checked, not migrated, not serving")
+            return release
         stack.migrate(release)
     except StepFailed:
         shutil.rmtree(stack.releases / release, ignore_errors=True)
         raise
+    return activate_release(stack, release, previous)
+
+
+def kept_release(stack, release, step):
+    """``release`` if it is kept here, else StepFailed naming the kept ones."""
+    if release not in stack.kept():
+        raise StepFailed(step, f"no release {release}; kept: {', '.join(stack.kept()) or 'none'}")
+    return release
+
+
+def migrate(stack, opts):
+    """Apply a prepared release's migrations: once per release, on one app host of a cluster."""
+    release = kept_release(stack, opts.release, "migrate")
+    stack.migrate(release)
+    return release
+
+
+def activate(stack, opts):
+    """Switch to a prepared (and migrated) release and roll the instances onto it; on a failure the
+    previous release is put back and this one removed."""
+    release = kept_release(stack, opts.release, "activate")
+    if release == stack.current():
+        stack.clock.say(f"activate: {release} is already current")
+        return release
+    return activate_release(stack, release, stack.current())
+
+
+def discard(stack, opts):
+    """Remove a kept release that is not current (a cluster's release that another host failed)."""
+    release = opts.release
+    if release == stack.current():
+        raise StepFailed("discard", f"{release} is current: roll back first")
+    if release in stack.kept():
+        shutil.rmtree(stack.releases / release)
+        stack.clock.say(f"discard: removed {release}")
+    return release
+
+
+def activate_release(stack, release, previous):
+    """Switch ``current`` to a built, checked and migrated release and roll the instances; on a
+    failure put ``previous`` back (none: remove the programs) and remove the release."""
     stack.switch(release)
     try:
         stack.roll(release, previous)
@@ -543,6 +597,12 @@ def main(argv=None):
     d = commands.add_parser("deploy", help="build (from a tar on stdin), check, migrate, switch and roll a release")
     d.add_argument("--commit", required=True, help="the commit the archive was made from (40 hex digits)")
     d.add_argument("--ref", default="", help="the ref that was pushed, for the history")
+    d.add_argument("--release", help="the release id (YYYYMMDD-HHMMSS-<commit>; default: now and the commit)")
+    d.add_argument("--prepare", action="store_true", help="build and check only: no migration, not serving")
+    for command, text in (("migrate", "apply a prepared release's migrations"),
+                          ("activate", "switch to a prepared release and roll the instances onto it"),
+                          ("discard", "remove a kept release that is not current")):  # fmt: skip
+        commands.add_parser(command, help=text).add_argument("release")
     r = commands.add_parser("rollback", help="back to the previous or a named release")
     r.add_argument("release", nargs="?")
     commands.add_parser("restart", help="roll every instance onto the current release")
@@ -570,7 +630,8 @@ def main(argv=None):
     except BlockingIOError:
         print(f"{NAME}-release: another release is running (lock {lock_path})", file=sys.stderr)
         return 2
-    action = {"deploy": deploy, "rollback": rollback, "restart": restart, "rotate": rotate}[opts.command]
+    action = {"deploy": deploy, "rollback": rollback, "restart": restart, "rotate": rotate, "migrate": migrate,
+              "activate": activate, "discard": discard}[opts.command]  # fmt: skip
     before = stack.current()
     try:
         release = action(stack, opts)
@@ -579,10 +640,16 @@ def main(argv=None):
         clock.say(f"FAILED at step {failed.step}: {failed}")
         print(f"{opts.command} failed at step '{failed.step}'; {serving or 'no release'} is serving.", file=sys.stderr)
         commit = getattr(opts, "commit", None)
-        stack.record(opts.command, None, "failed", step=failed.step, serving=serving, commit=commit)
+        command = "prepare" if getattr(opts, "prepare", False) else opts.command
+        stack.record(command, getattr(opts, "release", None), "failed", step=failed.step, serving=serving,
+                     commit=commit)  # fmt: skip
         return 1
-    stack.record(opts.command, release, "ok", previous=before)
-    clock.say(f"done: release {release} is serving on {len(stack.instances)} instances ({clock.elapsed():.1f} s)")
+    command = "prepare" if getattr(opts, "prepare", False) else opts.command
+    stack.record(command, release, "ok", previous=before)
+    if command in ("prepare", "migrate", "discard"):
+        clock.say(f"done: {command} {release}; {stack.current() or 'no release'} is serving ({clock.elapsed():.1f} s)")
+    else:
+        clock.say(f"done: release {release} is serving on {len(stack.instances)} instances ({clock.elapsed():.1f} s)")
     return 0
 
 

@@ -1,6 +1,8 @@
 """nginx in front: TLS certificate, main config, snippets and the site, checked together by
 ``nginx -t`` before nginx reloads; restarted by systemd when it dies."""
 
+import os
+
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import File
@@ -10,7 +12,8 @@ from deploy.facts import Certificate
 from deploy.operations import config_files, dropin
 from deploy.settings import subject_alt_names
 
-SNIPPETS = ("gzip.conf", "brotli.conf", "proxy.conf", "tls.conf", "security-headers.conf")
+#: Snippets copied as they are (proxy.conf is rendered: it differs on a load balancer apart).
+SNIPPETS = ("gzip.conf", "brotli.conf", "tls.conf", "security-headers.conf")
 #: Lifetime of the self-signed certificate, days: within the 398 days browsers accept (CA/B
 #: Forum baseline requirements) and Mozilla's guideline (366); made again RENEW_DAYS before expiry.
 SELF_SIGNED_DAYS, RENEW_DAYS, DAY = 365, 30, 86400
@@ -61,38 +64,69 @@ def certificate(s):
     return [generated]
 
 
+def sites(s):
+    """The nginx sites of this host's roles, as (name, template): the public site on the load
+    balancer; an app host behind a load balancer apart (or one of several) listens for it alone."""
+    found = []
+    if "lb" in s["roles"]:
+        found.append((s["app_name"], "nginx/sites-available/todo.conf.j2"))
+    if s["app_listen"]:
+        found.append((f"{s['app_name']}-app", "nginx/sites-available/todo-app.conf.j2"))
+    return found
+
+
 @deploy("nginx")
 def nginx(s):
-    """Ensure nginx's certificate and configuration (checked with nginx -t), reloaded only when it changed."""
+    """Ensure nginx's certificate and configuration (checked with nginx -t), reloaded only when it
+    changed: on the load balancer, the public site; on an app host behind one, the app site."""
+    lb, app = "lb" in s["roles"], s["app_name"]
     # Before the drop-in: a path nginx's sandbox makes writable must exist when nginx starts.
-    for path, owner, mode in (("/var/cache/nginx", "root", "755"), (s["api_cache_dir"], "www-data", "700")):
-        files.directory(
-            name=f"Ensure {path} ({owner} {mode}; the API's microcache).",
-            path=path,
-            user=owner,
-            group=owner,
-            mode=mode,
-        )
+    caches = [("/var/cache/nginx", "root", "755", "nginx's caches")]
+    if lb:
+        caches.append((s["api_cache_dir"], "www-data", "700", "the API's microcache"))
+    if s["app_upstream"]:
+        caches.append((s["static_cache_dir"], "www-data", "700", "the static files fetched from the app hosts"))
+    for path, owner, mode, what in caches:
+        files.directory(name=f"Ensure {path} ({owner} {mode}; {what}).", path=path, user=owner, group=owner, mode=mode)
     unit = dropin("nginx.service", s)
-    tls = certificate(s)
+    tls = certificate(s) if lb else []
+    if s["app_upstream"]:
+        files.directory(name=f"Ensure {os.path.dirname(s['unavailable_page'])} exists.",
+                        path=os.path.dirname(s["unavailable_page"]), user="root", group="root", mode="755")  # fmt: skip
+        tls.append(
+            files.put(
+                name="Ensure the load balancer's 'unavailable' page (the app's, for when no app host answers).",
+                src="app/todo/static/unavailable.html",
+                dest=s["unavailable_page"],
+                user="root",
+                group="root",
+                mode="644",
+            )
+        )
+    wanted = sites(s)
     config = config_files(
-        name="Ensure nginx's configuration: nginx.conf, the snippets and the site (nginx -t).",
+        name="Ensure nginx's configuration: nginx.conf, the snippets and the sites of this host's roles (nginx -t).",
         files=[
             ("nginx/nginx.conf.j2", "/etc/nginx/nginx.conf", "644", s),
             *((f"nginx/snippets/todo/{name}", f"{s['nginx_snippets']}/{name}", "644", None) for name in SNIPPETS),
-            ("nginx/sites-available/todo.conf.j2", f"/etc/nginx/sites-available/{s['app_name']}.conf", "644", s),
+            ("nginx/snippets/todo/proxy.conf.j2", f"{s['nginx_snippets']}/proxy.conf", "644", s),
+            *((src, f"/etc/nginx/sites-available/{name}.conf", "644", s) for name, src in wanted),
         ],
         check="nginx -t -q",
     )
-    site = files.link(
-        name=f"Ensure the nginx site {s['app_name']} is enabled.",
-        path=f"/etc/nginx/sites-enabled/{s['app_name']}.conf",
-        target=f"/etc/nginx/sites-available/{s['app_name']}.conf",
-    )
+    links = [
+        files.link(
+            name=f"Ensure the nginx site {name} is {'enabled' if name in dict(wanted) else 'disabled (other roles)'}.",
+            path=f"/etc/nginx/sites-enabled/{name}.conf",
+            target=f"/etc/nginx/sites-available/{name}.conf",
+            present=name in dict(wanted),
+        )
+        for name in (app, f"{app}-app")
+    ]
     default = files.link(
         name="Ensure the stock default site is disabled.", path="/etc/nginx/sites-enabled/default", present=False
     )
-    changed = [*tls, config, site, default]
+    changed = [*tls, config, *links, default]
     server.shell(
         name="Validate the nginx configuration (nginx -t).",
         commands=["nginx -t -q"],

@@ -19,10 +19,12 @@ def packages(s):
     # fail2ban reads sshd's journal through python3-systemd; needrestart names stale services.
     base += ["fail2ban", "python3-systemd", "needrestart"]
     wanted = list(base)
+    if "app" in s["roles"] or "lb" in s["roles"]:
+        # Brotli beside gzip: nginx's modules (on the fly, precompressed).
+        wanted += ["nginx", "libnginx-mod-http-brotli-filter", "libnginx-mod-http-brotli-static"]
     if "app" in s["roles"]:
-        wanted += ["nginx", "supervisor", "python3-venv", "libpq5", "git"]
-        # Brotli beside gzip: nginx's modules (on the fly, precompressed) and the release's compressor.
-        wanted += ["libnginx-mod-http-brotli-filter", "libnginx-mod-http-brotli-static", "brotli"]
+        # The release's compressor (its .br copies) and what the instances run on.
+        wanted += ["brotli", "supervisor", "python3-venv", "libpq5", "git"]
     if "db" in s["roles"]:
         wanted += [f"postgresql-{s['postgresql_version']}"]
     apt.packages(

@@ -14,7 +14,7 @@ from tests.conftest import REPO
 SERVER = ("server", {"private_address": "192.0.2.10"})
 DB = ("db", {"private_address": "192.0.2.20"})
 #: A host's topology on one server: no peers.
-ALONE = {"backup_peer": None, "db_peer": None, "database": None, "db_clients": []}
+ALONE = {"backup_peer": None, "db_peer": None, "database": None, "db_clients": [], "app_hosts": [], "lb_addresses": []}
 BACKUP = ("backup", {"private_address": "192.0.2.30"})
 
 
@@ -51,6 +51,28 @@ def test_a_database_host_apart_serves_the_app_host_and_sends_its_backups_to_the_
     assert topology(backup, inv) == {**ALONE, "roles": ("backup",), "db_peer": ("db", "192.0.2.20")}
 
 
+def test_a_load_balancer_apart_balances_over_the_app_hosts_which_admit_it_alone():
+    app1, app2 = ("app1", {"private_address": "192.0.2.11"}), ("app2", {"private_address": "192.0.2.12"})
+    inv = inventory(lb=[SERVER], app=[app1, app2], db=[DB])
+    lb, one, two, db = (inv.get_host(name) for name in ("server", "app1", "app2", "db"))
+    hosts = [("app1", "192.0.2.11"), ("app2", "192.0.2.12")]
+    assert topology(lb, inv) == {**ALONE, "roles": ("lb",), "app_hosts": hosts}
+    for h in (one, two):
+        assert topology(h, inv) == {**ALONE, "roles": ("app",), "database": ("db", "192.0.2.20"),
+                                    "lb_addresses": ["192.0.2.10"]}  # fmt: skip
+    assert topology(db, inv) == {**ALONE, "roles": ("db",), "db_clients": ["192.0.2.11", "192.0.2.12"]}
+
+
+def test_a_load_balancer_that_is_also_an_app_host_balances_over_itself_too_and_hosts_the_database():
+    app2 = ("app2", {"private_address": "192.0.2.12"})
+    inv = inventory(lb=[SERVER], app=[SERVER, app2], db=[SERVER])
+    server, two = inv.get_host("server"), inv.get_host("app2")
+    assert topology(server, inv) == {**ALONE, "roles": ("lb", "app", "db"), "db_clients": ["192.0.2.12"],
+                                     "app_hosts": [("server", "192.0.2.10"), ("app2", "192.0.2.12")],
+                                     "lb_addresses": ["192.0.2.10"]}  # fmt: skip
+    assert topology(two, inv)["database"] == ("server", "192.0.2.10")
+
+
 def whole(*hosts):
     """Groups putting lb, app and db on ``hosts``."""
     return {role: list(hosts) for role in ("lb", "app", "db")}
@@ -59,9 +81,10 @@ def whole(*hosts):
 @pytest.mark.parametrize(
     ("groups", "message"),
     [
-        ({"lb": [SERVER], "app": [DB], "db": [DB]}, "server holds lb without app"),
         ({"lb": [SERVER], "app": [SERVER]}, "one database host"),
-        ({"lb": [SERVER, BACKUP], "app": [SERVER, BACKUP], "db": [DB]}, "one app host"),
+        ({"lb": [SERVER, BACKUP], "app": [SERVER, BACKUP], "db": [DB]}, "one load balancer"),
+        ({"app": [SERVER], "db": [DB]}, "one load balancer"),
+        ({"lb": [SERVER], "db": [DB]}, "no app host"),
         ({**whole(SERVER), "backup": [BACKUP, ("b2", {"private_address": "192.0.2.31"})]}, "one backup host at most"),
         ({**whole(SERVER), "other": [BACKUP]}, "in no role group"),
         ({**whole(SERVER), "backup": [("backup", {})]}, "set private_address"),
