@@ -1,7 +1,7 @@
-"""The database on its own host (issue 15, its first step): the app host's instances write to
-PostgreSQL on the database host over TLS, verified against that host's pinned certificate
-(sslmode=verify-full); the database host admits the app host only, and its backups go to the
-backup host. A second provision of the three changes nothing."""
+"""The database on its own host: the app hosts' instances write to PostgreSQL on the database host
+over TLS, verified against that host's pinned certificate (sslmode=verify-full); the database host
+admits the app hosts only, and its backups go to the backup host. A second provision of the five
+machines changes nothing."""
 
 import json
 import shlex
@@ -9,10 +9,8 @@ import shlex
 import pytest
 
 import tests.host.test_idempotence as idempotence
-from tests.cluster.conftest import BACKUP_ADDRESS, DB_ADDRESS, INVENTORY, run
+from tests.cluster.conftest import ADDRESSES, APP_HOSTS, BACKUP_ADDRESS, DB_ADDRESS, INVENTORY, LB, run
 from tests.helpers import ADDED, LOAD_GENERATOR, OTHER_CLIENT, add_todo, connects, new_session
-
-APP_ADDRESS = "192.168.56.10"
 
 
 def db_query(db_host, sql):
@@ -31,20 +29,25 @@ def app_connect(host, **params):
     return done.rc, done.stdout + done.stderr
 
 
-def test_a_todo_added_through_the_app_host_is_stored_on_the_database_host(host, db_host, machine_address):
-    text = add_todo(new_session(machine_address))
+def test_a_todo_added_through_the_load_balancer_is_stored_on_the_database_host(lb, apps, db_host):
+    text = add_todo(new_session(LB))
     try:
         assert db_query(db_host, f"SELECT count(*) FROM todo WHERE text = '{text}'") == "1"
     finally:
         db_query(db_host, f"DELETE FROM todo WHERE text = '{text}'")
         ADDED.remove(text)
-    assert not host.package("postgresql-15").is_installed  # nothing answers from the app host itself
+    for h in (lb, *apps.values()):  # nothing answers from the load balancer or an app host itself
+        assert not h.package("postgresql-15").is_installed
 
 
-def test_the_instances_connect_over_tls_that_checks_the_database_hosts_certificate(host, db_host):
+@pytest.mark.parametrize("app", APP_HOSTS)
+def test_the_instances_connect_over_tls_that_checks_the_database_hosts_certificate(apps, db_host, app):
+    host = apps[app]
     rows = db_query(db_host, "SELECT a.client_addr, s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
                              "WHERE a.usename IN ('todo', 'todo_b')")  # fmt: skip
-    assert rows and all(row == f"{APP_ADDRESS}|t" for row in rows.splitlines()), rows
+    clients = {row.split("|")[0] for row in rows.splitlines()}
+    assert clients == {ADDRESSES[name] for name in APP_HOSTS}, rows
+    assert all(row.endswith("|t") for row in rows.splitlines()), rows
     environment = host.check_output("cat /etc/supervisor/conf.d/todo.conf")
     assert f'TODO_DATABASE_HOST="{DB_ADDRESS}"' in environment and "TODO_DATABASE_SSLROOTCERT" in environment
     code, out = app_connect(host, sslmode="verify-full", sslrootcert="/etc/todo/db-server.crt")
@@ -57,13 +60,14 @@ def test_the_instances_connect_over_tls_that_checks_the_database_hosts_certifica
     assert code != 0 and "no pg_hba.conf entry" in out, out
 
 
-def test_the_database_host_admits_the_app_host_only(db_host, backup_host):
+def test_the_database_host_admits_the_app_hosts_only(lb, db_host, backup_host):
     listening = db_host.run("ss -Htln sport = :5432 | awk '{print $4}'").stdout.split()
     assert sorted(listening) == sorted(["127.0.0.1:5432", "[::1]:5432", f"{DB_ADDRESS}:5432"]), listening
     for source in (LOAD_GENERATOR, OTHER_CLIENT):
         assert not connects(5432, source=source, address=DB_ADDRESS), f"{source} reached PostgreSQL"
-    probe = backup_host.run(f"timeout 4 bash -c '</dev/tcp/{DB_ADDRESS}/5432'")
-    assert probe.rc != 0, "the backup host reached PostgreSQL"
+    for name, other in (("backup host", backup_host), ("load balancer", lb)):
+        probe = other.run(f"timeout 4 bash -c '</dev/tcp/{DB_ADDRESS}/5432'")
+        assert probe.rc != 0, f"the {name} reached PostgreSQL"
     assert not connects(80, source=LOAD_GENERATOR, address=DB_ADDRESS)  # no web server there
 
 
@@ -76,5 +80,6 @@ def test_the_database_hosts_backups_go_to_the_backup_host(db_host):
 @pytest.mark.destructive
 def test_a_second_provision_of_the_cluster_changes_nothing():
     code, out = run("scripts/provision", INVENTORY)
+    assert "[app2]" in out and "[lb]" in out, out[-3000:]
     assert code == 0, out[-3000:]
     assert idempotence.grand_total(out)[1] == 0, out[-3000:]
