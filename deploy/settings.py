@@ -198,7 +198,7 @@ def stack():
     if s["monitoring"] and (s["database"] or s["db_clients"] or s["app_hosts"] or s["lb_addresses"]):
         raise SettingError(
             f"inventory: {host.name}: monitoring across hosts is not built yet: set monitoring: False on "
-            "the app and database hosts (scripts/status works on each)"
+            "every host of the inventory (scripts/status works on the app and database hosts)"
         )
     s["metrics_port"] = _port("metrics_port", s["metrics_port"])
     s["app_port"] = _port("app_port", s["app_port"])
@@ -288,6 +288,9 @@ def stack():
     s["app_listen"] = f"{address_of_this_host()}:{s['app_port']}" if s["lb_addresses"] else None
     s["static_cache_dir"] = f"/var/cache/nginx/{app}-static"
     s["app_host_count"] = len(inventory.get_group("app", [])) if declared(inventory) else 1
+    if s["app_host_count"] > 1 and s["keep_releases"] < 2:
+        raise SettingError("inventory: keep_releases must be at least 2 with several app hosts (a failed release "
+                           "puts the hosts it reached back on the one before)")  # fmt: skip
     # The load balancer's "unavailable" page: from the current release when the instances are on
     # this host alone, else a copy the deploy puts beside the site (the lb may hold no release).
     s["unavailable_page"] = (f"/var/www/{app}-lb/unavailable.html" if s["app_upstream"]

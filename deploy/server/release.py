@@ -4,7 +4,8 @@
 Installed by the deploy as /usr/local/sbin/<app>-release (root 0755); its settings are
 in /etc/<app>/release.json (written by the deploy from deploy/settings.py; a fixed path,
 no option names another). Runs as root and refuses to start otherwise: the git push hook
-calls it through sudo (the deploy group may run deploy, rollback and list, nothing else:
+calls it through sudo (the deploy group may run deploy, rollback, list and a cluster release's
+migrate, activate and discard, nothing else:
 hardening/sudoers.d/deploy-group.j2), scripts/release and scripts/rollback through SSH.
 Only the Python standard library: it runs before any virtualenv exists.
 
@@ -450,7 +451,7 @@ def get(sock, url, timeout=2.0):
 
 
 def deploy(stack, opts):
-    if opts.release and (not RELEASE_ID.match(opts.release) or not opts.release.endswith(opts.commit[:7])):
+    if opts.release and (not RELEASE_ID.match(opts.release) or not opts.commit.startswith(opts.release[16:])):
         raise StepFailed("build", f"--release {opts.release}: expected YYYYMMDD-HHMMSS-{opts.commit[:7]}")
     previous = stack.current()
     release = stack.build(opts.commit, opts.ref, opts.release)

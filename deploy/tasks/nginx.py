@@ -105,7 +105,7 @@ def nginx(s):
         )
     wanted = sites(s)
     config = config_files(
-        name="Ensure nginx's configuration: nginx.conf, the snippets and the sites of this host's roles (nginx -t).",
+        name="Ensure nginx's configuration: nginx.conf, the snippets and this host's sites (nginx -t).",
         files=[
             ("nginx/nginx.conf.j2", "/etc/nginx/nginx.conf", "644", s),
             *((f"nginx/snippets/todo/{name}", f"{s['nginx_snippets']}/{name}", "644", None) for name in SNIPPETS),

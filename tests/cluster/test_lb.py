@@ -70,9 +70,12 @@ def test_the_app_hosts_admit_the_load_balancer_only(lb, apps, db_host):
         probe = db_host.run(f"timeout 4 bash -c '</dev/tcp/{address}/{APP_PORT}'")
         assert probe.rc != 0, f"the database host reached {name}'s nginx"
         assert app_request(lb, name, path="/healthz")[0] == 200  # and the load balancer does
+        # nginx's own allow/deny, behind the firewall: the host itself (its private address) is denied.
+        own = host.run(helpers.LOCAL_GET + f"http://{address}:{APP_PORT}/healthz")
+        assert own.rc != 0 and "HTTP Error 403" in own.stderr, own
 
 
-def test_static_files_are_cached_on_the_load_balancer_per_encoding(lb):
+def test_static_files_are_cached_on_the_load_balancer_per_encoding(lb, apps):
     session = new_session(LB)
     css = re.search(r'href="(/static/[^"]+\.css)"', session.get(f"{session.base}/", timeout=10).text).group(1)
     seen = {}
@@ -80,10 +83,16 @@ def test_static_files_are_cached_on_the_load_balancer_per_encoding(lb):
         answers = [session.get(f"{session.base}{css}", headers={"Accept-Encoding": encoding}, timeout=10)
                    for _ in range(2)]  # fmt: skip
         assert all(a.status_code == 200 for a in answers)
-        seen[encoding] = (answers[1].headers["X-Cache-Status"], answers[1].headers.get("Content-Encoding"))
+        hit = answers[1]
+        seen[encoding] = (hit.headers["X-Cache-Status"], hit.headers.get("Content-Encoding"), len(hit.content))
         assert "immutable" in answers[1].headers["Cache-Control"]
         assert not helpers.missing_security_headers(answers[1])
-    assert seen == {"gzip": ("HIT", "gzip"), "br": ("HIT", "br"), "identity": ("HIT", None)}, seen
+    assert {k: v[:2] for k, v in seen.items()} == {"gzip": ("HIT", "gzip"), "br": ("HIT", "br"),
+                                                   "identity": ("HIT", None)}, seen  # fmt: skip
+    # The app hosts' precompressed copies, byte for byte (not the load balancer's own compression).
+    path = "/srv/todo/releases/" + css.split("/")[2] + "/todo/static/" + css.split("/", 3)[3]
+    for encoding, suffix in (("gzip", ".gz"), ("br", ".br"), ("identity", "")):
+        assert seen[encoding][2] == int(apps["app1"].check_output(f"stat -c %s {path}{suffix}")), (encoding, seen)
 
 
 def app_log_since(host, since):
@@ -109,13 +118,15 @@ def test_an_app_host_stopped_under_load_fails_no_get_applies_no_post_twice_and_r
         assert wait_until(lambda: any(e["uri"] == "/" for e in app_log_since(apps["app2"], started)), timeout=30)
         rejoined = time.time() - started
         time.sleep(2)
-    report("load", load.summary())
-    report("app2 back in the rotation after its return (s)", f"{rejoined:.1f}")
-    gets = [f for f in load.failures if "POST" not in f[1]]
-    assert not gets, gets[:5]
-    counts = db_host.check_output(f"runuser -u postgres -- psql -d todo -Atc \"SELECT text, count(*) FROM todo "
-                                  f"WHERE text LIKE '{load.tag}-%' GROUP BY text HAVING count(*) > 1\"")  # fmt: skip
-    assert not counts, f"POSTs applied twice: {counts}"
-    assert set(load.acknowledged) <= load.stored(db_host)
-    assert rejoined <= 10
-    load.forget(db_host)
+    try:
+        report("load", load.summary())
+        report("app2 back in the rotation after its return (s)", f"{rejoined:.1f}")
+        gets = [f for f in load.failures if "POST" not in f[1]]
+        assert not gets, gets[:5]
+        twice = f"SELECT text, count(*) FROM todo WHERE text LIKE '{load.tag}-%' GROUP BY text HAVING count(*) > 1"
+        counts = db_host.check_output(f'runuser -u postgres -- psql -d todo -Atc "{twice}"')
+        assert not counts, f"POSTs applied twice: {counts}"
+        assert set(load.acknowledged) <= load.stored(db_host)
+        assert rejoined <= 10
+    finally:
+        load.forget(db_host)

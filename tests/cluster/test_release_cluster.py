@@ -37,10 +37,14 @@ def versions(lb):
     return {name: json.loads(app_request(lb, name, path="/version")[2])["release"] for name in APP_HOSTS}
 
 
+def history_of(host):
+    """The release history's entries (/var/log/todo/releases.log), oldest first."""
+    return [json.loads(line) for line in host.check_output("cat /var/log/todo/releases.log").splitlines()]
+
+
 def history(host, release):
-    """The release history's entries (/var/log/todo/releases.log) for ``release``."""
-    lines = host.check_output("cat /var/log/todo/releases.log").splitlines()
-    return [e for e in map(json.loads, lines) if e["release"] == release]
+    """The release history's entries for ``release``."""
+    return [e for e in history_of(host) if e["release"] == release]
 
 
 def with_migration(tree):
@@ -58,6 +62,7 @@ def test_a_release_and_its_rollback_roll_host_by_host_under_load_and_migrate_onc
     commit = clone.commit("cluster release probe", with_migration)
     with Load(LB, clients=8, max_seconds=300) as load:
         code, out = release(clone, commit)
+    load.forget(db_host)
     report("release under load", load.summary())
     assert code == 0, out[-4000:]
     assert not load.failures, load.failures[:5]
@@ -74,11 +79,11 @@ def test_a_release_and_its_rollback_roll_host_by_host_under_load_and_migrate_onc
 
     with Load(LB, clients=8, max_seconds=300) as load:
         code, out = release(clone, "--rollback")
+    load.forget(db_host)
     report("rollback under load", load.summary())
     assert code == 0, out[-4000:]
     assert not load.failures, load.failures[:5]
     assert versions(lb) == before
-    load.forget(db_host)
 
 
 def test_a_release_that_fails_on_the_second_app_host_puts_the_first_back(lb, apps, clone):
@@ -102,7 +107,15 @@ def test_a_release_that_fails_on_the_second_app_host_puts_the_first_back(lb, app
         apps["app2"].check_output("rm -f /etc/todo/fail-release-here")
     assert code == 1, out[-4000:]
     assert versions(lb) == before
+    failed = next(r for r in (e["release"] for e in history_of(apps["app1"])) if r and r.endswith(commit[:7]))
+    # app1 had switched to it, and was put back; app2 failed to activate it and put itself back.
+    assert [e["action"] for e in history(apps["app1"], failed)] == ["prepare", "migrate", "activate", "discard"]
+    assert [e["action"] for e in history(apps["app1"], before["app1"])][-1] == "rollback"
+    assert [(e["action"], e["outcome"]) for e in history(apps["app2"], failed)][-2:] == [
+        ("activate", "failed"),
+        ("discard", "ok"),
+    ]
     for name, host in apps.items():
         kept = host.check_output("ls /srv/todo/releases").split()
-        assert not [r for r in kept if r.endswith(commit[:7])], f"{name} kept the failed release: {kept}"
-    assert "app2" in out and "back" in out
+        assert failed not in kept, f"{name} kept the failed release: {kept}"
+    assert f"app1 serves {before['app1']}" in out and f"app2 serves {before['app2']}" in out

@@ -61,7 +61,7 @@ def test_dry_run_shows_drift_and_changes_nothing(host):
     try:
         output = dry_run()
         assert dry_run_changes(output) == [
-            "nginx | Ensure nginx's configuration: nginx.conf, the snippets and the site (nginx -t)."
+            "nginx | Ensure nginx's configuration: nginx.conf, the snippets and this host's sites (nginx -t)."
         ]
         assert "- # drift" in output  # the diff
         assert host.file("/etc/nginx/nginx.conf").content_string.endswith("# drift\n")  # not applied

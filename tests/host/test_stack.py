@@ -243,14 +243,15 @@ def test_push_repository_is_shared_with_the_deploy_group(host, app_name):
     assert f"{app_name}-deploy" in host.user("vagrant").groups
 
 
-def test_deploy_group_may_run_only_deploy_rollback_and_list(host, app_name):
+def test_deploy_group_may_run_only_the_release_steps_rollback_and_list(host, app_name):
     sudoers = host.file(f"/etc/sudoers.d/{app_name}-deploy")
     assert (sudoers.user, sudoers.mode) == ("root", 0o440)
     assert host.run(f"visudo -cqf /etc/sudoers.d/{app_name}-deploy").rc == 0
     tool = f"/usr/local/sbin/{app_name}-release"
     alias = sudoers.content_string.split("Cmnd_Alias", 1)[1].split("%", 1)[0]
     commands = {c.strip(" \\\n") for c in alias.split("=", 1)[1].split(",")}
-    assert commands == {f"{tool} deploy --commit *", f"{tool} rollback", f"{tool} rollback *", f"{tool} list"}
+    assert commands == {f"{tool} deploy --commit *", f"{tool} rollback", f"{tool} rollback *", f"{tool} list",
+                        f"{tool} migrate *", f"{tool} activate *", f"{tool} discard *"}  # fmt: skip
     rules = [line for line in sudoers.content_string.splitlines() if line.startswith("%")]
     assert rules == [f"%{app_name}-deploy ALL=(root) NOPASSWD: {app_name.upper()}_RELEASE"]
 
