@@ -17,6 +17,8 @@ from pyinfra.operations.util.files import chmod, chown, generate_color_diff
 
 #: Where new copies are checked and previous ones kept (root 0700, on /etc's filesystem).
 STAGE = "/etc/.todo-stage"
+#: The command that makes STAGE (again: an operator may have removed it).
+MAKE_STAGE = StringCommand("install", "-d", "-m", "700", "-o", "root", "-g", "root", STAGE)
 #: Suffix of a staged new copy, checked before it is renamed over its file.
 NEW = ".todo-new"
 #: Suffix of the previous file kept while a set of files is checked together (restored on failure).
@@ -69,17 +71,13 @@ def config_files(files, check, user="root", group="root"):
         if not remote or get_file_sha1(content) != host.get_fact(Sha1File, path=dest):
             _log_diff(dest, content.getvalue())
             content.seek(0)
-            new = staged(dest, NEW)
             if not changed:
-                yield StringCommand("install", "-d", "-m", "700", "-o", "root", "-g", "root", STAGE)
+                yield MAKE_STAGE
             yield StringCommand("mkdir", "-p", QuoteString(os.path.dirname(dest)))  # a new host's snippet dir
-            yield FileUploadCommand(content, new, remote_temp_filename=host.get_temp_filename())
-            yield chown(new, user, group)
-            yield chmod(new, mode)
+            yield from _upload_new(content, dest, user, group, mode)
             changed.append(dest)
-        elif (remote["user"], remote["group"], remote["mode"]) != (user, group, int(mode)):
-            yield chown(dest, user, group)
-            yield chmod(dest, mode)
+        else:
+            yield from _owner_and_mode(remote, dest, user, group, mode)
     if not changed:
         host.noop(f"{', '.join(dest for _, dest, _, _ in files)}: in place and unchanged")
         return
@@ -97,6 +95,24 @@ def config_files(files, check, user="root", group="root"):
     cleanup = "; ".join(f"rm -f {old}" for d, new, old in pairs)
     refused = f"{', '.join(changed)}: refused by the check; the previous files are back in place"
     yield f"if {swap} && {check}; then {cleanup}; else {restore}; echo '{refused}' >&2; exit 1; fi"
+
+
+def _upload_new(content, dest, user, group, mode, temp=None):
+    """Commands that upload ``content`` (a file object) as ``dest``'s new copy in STAGE, owned
+    ``user``:``group`` with ``mode``: the caller checks it and renames it over ``dest``. ``temp``:
+    where pyinfra's upload lands first (default: its temporary directory)."""
+    new = staged(dest, NEW)
+    yield FileUploadCommand(content, new, remote_temp_filename=temp or host.get_temp_filename())
+    yield chown(new, user, group)
+    yield chmod(new, mode)
+
+
+def _owner_and_mode(remote, dest, user, group, mode):
+    """Commands that put back ``dest``'s owner and mode where they drifted (``remote``: its File fact)."""
+    if (remote["user"], remote["group"]) != (user, group):
+        yield chown(dest, user, group)
+    if remote["mode"] != int(mode):
+        yield chmod(dest, mode)
 
 
 def staged(dest, suffix):
@@ -275,20 +291,13 @@ def peer_file(peer, src, dest, user="root", group="root", mode="644", secret=Fal
         yield f"echo '{peer} has no {src}' >&2; exit 1"
         return
     if host.get_fact(Sha1File, path=dest) != hashlib.sha1(text.encode()).hexdigest():
-        new = staged(dest, NEW)
-        yield StringCommand("install", "-d", "-m", "700", "-o", "root", "-g", "root", STAGE)
+        yield MAKE_STAGE
         temp = None
         if secret:
             upload = f"/run/{os.path.basename(dest).split('.')[0]}-upload"
             yield StringCommand("install", "-d", "-m", "700", "-o", host.get_fact(LoginUser), upload)
             temp = f"{upload}/{os.path.basename(dest)}"
-        yield FileUploadCommand(StringIO(text), new, remote_temp_filename=temp)
-        yield StringCommand("chown", f"{user}:{group}", new)
-        yield StringCommand("chmod", mode, new)
-        yield StringCommand("mv", "-f", new, QuoteString(dest))
+        yield from _upload_new(StringIO(text), dest, user, group, mode, temp)
+        yield StringCommand("mv", "-f", staged(dest, NEW), QuoteString(dest))
         return
-    current = host.get_fact(File, path=dest)
-    if (current["user"], current["group"]) != (user, group):
-        yield chown(dest, user, group)
-    if current["mode"] != int(mode):
-        yield chmod(dest, mode)
+    yield from _owner_and_mode(host.get_fact(File, path=dest), dest, user, group, mode)
