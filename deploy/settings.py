@@ -281,11 +281,13 @@ def stack():
     s["database_sslrootcert"] = f"{s['etc']}/db-server.crt" if s["database"] else None
     s["pg_tls_cert"] = f"{s['pg_conf']}/{app}-server.crt"
     s["pg_tls_key"] = f"{s['pg_conf']}/{app}-server.key"
-    s["db_address"] = address_of_this_host() if s["db_clients"] else None
+    # This host's private address, where its peers reach it (PostgreSQL's clients, the load balancer).
+    private = address_of_this_host() if s["db_clients"] or s["lb_addresses"] else None
+    s["db_address"] = private if s["db_clients"] else None
     # The load balancer's upstream: the app hosts' nginx on the private network, or (one host)
     # the instances' unix sockets. An app host behind it listens on its private address.
     s["app_upstream"] = [f"{address}:{s['app_port']}" for _, address in s["app_hosts"]]
-    s["app_listen"] = f"{address_of_this_host()}:{s['app_port']}" if s["lb_addresses"] else None
+    s["app_listen"] = f"{private}:{s['app_port']}" if s["lb_addresses"] else None
     s["static_cache_dir"] = f"/var/cache/nginx/{app}-static"
     s["app_host_count"] = len(inventory.get_group("app", [])) if declared(inventory) else 1
     if s["app_host_count"] > 1 and s["keep_releases"] < 2:

@@ -232,10 +232,8 @@ class Host:
         return json.loads(meta)["commit"] if meta else None
 
     def has_release(self):
-        probe = subprocess.run([*self.ssh, self.destination, "test", "-e", f"/srv/{self.app}/current"])
-        if probe.returncode == 255:
-            raise TargetError(f"{self.name}: SSH failed (unreachable host or refused key)")
-        return probe.returncode == 0
+        """True when the host has a current release; TargetError when SSH fails."""
+        return self.read("test", "-e", f"/srv/{self.app}/current") is not None
 
     def push(self, repo, commit):
         """git push COMMIT to the deploy branch; the hook's progress is printed as it comes."""

@@ -451,7 +451,10 @@ def get(sock, url, timeout=2.0):
 
 
 def deploy(stack, opts):
-    if opts.release and (not RELEASE_ID.match(opts.release) or not opts.commit.startswith(opts.release[16:])):
+    # The id ends in the commit's first hex digits (7 to 40), after its date and time.
+    if opts.release and (
+        not RELEASE_ID.match(opts.release) or not opts.commit.startswith(opts.release.rsplit("-")[-1])
+    ):
         raise StepFailed("build", f"--release {opts.release}: expected YYYYMMDD-HHMMSS-{opts.commit[:7]}")
     previous = stack.current()
     release = stack.build(opts.commit, opts.ref, opts.release)
@@ -469,8 +472,9 @@ def deploy(stack, opts):
 
 def kept_release(stack, release, step):
     """``release`` if it is kept here, else StepFailed naming the kept ones."""
-    if release not in stack.kept():
-        raise StepFailed(step, f"no release {release}; kept: {', '.join(stack.kept()) or 'none'}")
+    kept = stack.kept()
+    if release not in kept:
+        raise StepFailed(step, f"no release {release}; kept: {', '.join(kept) or 'none'}")
     return release
 
 
@@ -519,13 +523,11 @@ def activate_release(stack, release, previous):
 
 
 def rollback(stack, opts):
-    current, kept = stack.current(), stack.kept()
+    current = stack.current()
     if opts.release:
-        if opts.release not in kept:
-            raise StepFailed("rollback", f"no release {opts.release}; kept: {', '.join(kept) or 'none'}")
-        target = opts.release
+        target = kept_release(stack, opts.release, "rollback")
     else:
-        older = [r for r in kept if current is None or r < current]
+        older = [r for r in stack.kept() if current is None or r < current]
         if not older:
             raise StepFailed("rollback", f"no kept release older than {current}")
         target = older[-1]
@@ -634,6 +636,7 @@ def main(argv=None):
     action = {"deploy": deploy, "rollback": rollback, "restart": restart, "rotate": rotate, "migrate": migrate,
               "activate": activate, "discard": discard}[opts.command]  # fmt: skip
     before = stack.current()
+    command = "prepare" if getattr(opts, "prepare", False) else opts.command  # the history's name of it
     try:
         release = action(stack, opts)
     except StepFailed as failed:
@@ -641,11 +644,9 @@ def main(argv=None):
         clock.say(f"FAILED at step {failed.step}: {failed}")
         print(f"{opts.command} failed at step '{failed.step}'; {serving or 'no release'} is serving.", file=sys.stderr)
         commit = getattr(opts, "commit", None)
-        command = "prepare" if getattr(opts, "prepare", False) else opts.command
         stack.record(command, getattr(opts, "release", None), "failed", step=failed.step, serving=serving,
                      commit=commit)  # fmt: skip
         return 1
-    command = "prepare" if getattr(opts, "prepare", False) else opts.command
     stack.record(command, release, "ok", previous=before)
     if command in ("prepare", "migrate", "discard"):
         clock.say(f"done: {command} {release}; {stack.current() or 'no release'} is serving ({clock.elapsed():.1f} s)")

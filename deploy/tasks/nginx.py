@@ -93,15 +93,14 @@ def nginx(s):
     if s["app_upstream"]:
         files.directory(name=f"Ensure {os.path.dirname(s['unavailable_page'])} exists.",
                         path=os.path.dirname(s["unavailable_page"]), user="root", group="root", mode="755")  # fmt: skip
-        tls.append(
-            files.put(
-                name="Ensure the load balancer's 'unavailable' page (the app's, for when no app host answers).",
-                src="app/todo/static/unavailable.html",
-                dest=s["unavailable_page"],
-                user="root",
-                group="root",
-                mode="644",
-            )
+        # Read at each request: a new copy needs no reload.
+        files.put(
+            name="Ensure the load balancer's 'unavailable' page (the app's, for when no app host answers).",
+            src="app/todo/static/unavailable.html",
+            dest=s["unavailable_page"],
+            user="root",
+            group="root",
+            mode="644",
         )
     wanted = sites(s)
     config = config_files(
