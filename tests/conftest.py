@@ -21,15 +21,32 @@ MACHINE_SUITES = ("host", "e2e", "chaos", "release", "browser")
 TESTER_SUITES = ("host", "e2e", "browser")
 
 
-def _route_is_local():
-    """Stop the run unless the machine's address is on a local link (scripts/machine check-route).
+def _route_is_local(address=ADDRESS):
+    """Stop the run unless a machine's address (default the machine under test's) is on a local
+    link (scripts/machine check-route).
 
     With the machine down, packets to 192.168.56.10 would follow the default route off
     this box, which is forbidden; scripts/machine check-route is the one guard for that.
     """
-    check = subprocess.run([str(REPO / "scripts/machine"), "check-route", ADDRESS], capture_output=True, text=True)
+    check = subprocess.run([str(REPO / "scripts/machine"), "check-route", address], capture_output=True, text=True)
     if check.returncode != 0:
         pytest.exit(check.stderr.strip(), returncode=3)
+
+
+def named_machine(name, address):
+    """Machine ``name`` of scripts/machine (its directory /var/lib/todo-machine-NAME) at ``address``
+    as a testinfra host (root through sudo), once its route is proven local: a second machine
+    beside the one under test (the backup host, the cluster's)."""
+    _route_is_local(address)
+    return testinfra.get_host("ssh://default", ssh_config=f"/var/lib/todo-machine-{name}/ssh-config", sudo=True)
+
+
+def run_script(*args, timeout=900, stdin=None):
+    """Run a script of the repo (``args[0]``, a path in it) with ``stdin`` (text) as its input;
+    (exit status, stdout and stderr together)."""
+    done = subprocess.run([str(REPO / args[0]), *args[1:]], input=stdin, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, cwd=REPO, timeout=timeout)  # fmt: skip
+    return done.returncode, done.stdout
 
 
 def machine(config):

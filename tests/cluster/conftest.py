@@ -6,13 +6,12 @@ through sudo) reached over its own SSH config, once its route is proven local: n
 import os
 import runpy
 import shlex
-import subprocess
 
 import pytest
-import testinfra
 
 from tests import helpers
-from tests.conftest import REPO
+from tests.conftest import REPO, named_machine
+from tests.conftest import run_script as run  # noqa: F401 (the suite's tests import it from here)
 
 INVENTORY = "deploy/inventories/cluster.py"
 ADDRESSES = dict(runpy.run_path(str(REPO / INVENTORY))["_MACHINES"])
@@ -23,12 +22,8 @@ APP_PORT = 8080
 
 
 def machine(name):
-    """The machine ``name`` as a testinfra host, once its route is proven local (else stop the run)."""
-    check = subprocess.run([str(REPO / "scripts/machine"), "check-route", ADDRESSES[name]], capture_output=True,
-                           text=True)  # fmt: skip
-    if check.returncode:
-        pytest.exit(check.stderr.strip(), returncode=3)
-    return testinfra.get_host("ssh://default", ssh_config=f"/var/lib/todo-machine-{name}/ssh-config", sudo=True)
+    """The cluster's machine ``name`` as a testinfra host, once its route is proven local."""
+    return named_machine(name, ADDRESSES[name])
 
 
 @pytest.fixture(scope="session")
@@ -58,13 +53,6 @@ def db_host():
 def backup_host():
     """The backup host."""
     return machine("backup")
-
-
-def run(*args, timeout=900):
-    """Run a script of the repo; (exit status, stdout and stderr)."""
-    done = subprocess.run([str(REPO / args[0]), *args[1:]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, cwd=REPO, timeout=timeout)  # fmt: skip
-    return done.returncode, done.stdout
 
 
 #: On the load balancer: one HTTP request to an app host's nginx, as the load balancer sends it

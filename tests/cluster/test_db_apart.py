@@ -10,12 +10,7 @@ import pytest
 
 import tests.host.test_idempotence as idempotence
 from tests.cluster.conftest import ADDRESSES, APP_HOSTS, BACKUP_ADDRESS, DB_ADDRESS, INVENTORY, LB, run
-from tests.helpers import ADDED, LOAD_GENERATOR, OTHER_CLIENT, add_todo, connects, new_session
-
-
-def db_query(db_host, sql):
-    """``sql`` in the todo database on the database host, as postgres; its unaligned output."""
-    return db_host.check_output(f'runuser -u postgres -- psql -d todo -Atc "{sql}"')
+from tests.helpers import LOAD_GENERATOR, OTHER_CLIENT, add_todo, connects, forget_added, new_session, query
 
 
 def app_connect(host, **params):
@@ -32,10 +27,9 @@ def app_connect(host, **params):
 def test_a_todo_added_through_the_load_balancer_is_stored_on_the_database_host(lb, apps, db_host):
     text = add_todo(new_session(LB))
     try:
-        assert db_query(db_host, f"SELECT count(*) FROM todo WHERE text = '{text}'") == "1"
+        assert query(db_host, f"SELECT count(*) FROM todo WHERE text = '{text}'") == "1"
     finally:
-        db_query(db_host, f"DELETE FROM todo WHERE text = '{text}'")
-        ADDED.remove(text)
+        forget_added(db_host, "todo")
     for h in (lb, *apps.values()):  # nothing answers from the load balancer or an app host itself
         assert not h.package("postgresql-15").is_installed
 
@@ -43,7 +37,7 @@ def test_a_todo_added_through_the_load_balancer_is_stored_on_the_database_host(l
 @pytest.mark.parametrize("app", APP_HOSTS)
 def test_the_instances_connect_over_tls_that_checks_the_database_hosts_certificate(apps, db_host, app):
     host = apps[app]
-    rows = db_query(db_host, "SELECT a.client_addr, s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
+    rows = query(db_host, "SELECT a.client_addr, s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
                              "WHERE a.usename IN ('todo', 'todo_b')")  # fmt: skip
     clients = {row.split("|")[0] for row in rows.splitlines()}
     assert clients == {ADDRESSES[name] for name in APP_HOSTS}, rows

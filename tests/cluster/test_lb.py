@@ -17,14 +17,6 @@ from tests.load import Load
 CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
 
-def forget(db_host, *texts):
-    """Delete the todos with these texts (the suite leaves no data behind)."""
-    for text in texts:
-        db_host.check_output(f"runuser -u postgres -- psql -d todo -qc \"DELETE FROM todo WHERE text = '{text}'\"")
-        if text in helpers.ADDED:
-            helpers.ADDED.remove(text)
-
-
 def test_a_todo_added_through_the_load_balancer_is_listed_by_every_app_host(lb, apps, db_host):
     text = add_todo(new_session(LB))
     try:
@@ -32,7 +24,7 @@ def test_a_todo_added_through_the_load_balancer_is_listed_by_every_app_host(lb, 
             status, _, page = app_request(lb, name)
             assert status == 200 and text in page, f"{name} does not list {text}"
     finally:
-        forget(db_host, text)
+        helpers.forget_added(db_host, "todo")
 
 
 def test_a_form_fetched_from_one_app_host_posts_through_the_other(lb, apps, db_host):
@@ -42,6 +34,7 @@ def test_a_form_fetched_from_one_app_host_posts_through_the_other(lb, apps, db_h
     status, cookie, page = app_request(lb, "app1")
     assert status == 200 and cookie.startswith("session="), (status, cookie)
     text = f"cross-host-{time.time_ns()}"
+    helpers.ADDED.extend([text, f"{text}-x"])  # deleted at the end, as add_todo's are
     body = f"text={text}&csrf_token={CSRF.search(page).group(1)}"
     try:
         status, _, answer = app_request(lb, "app2", "POST", "/todos", body, cookie)
@@ -49,11 +42,10 @@ def test_a_form_fetched_from_one_app_host_posts_through_the_other(lb, apps, db_h
         # The check is real: the same form without app1's session cookie is refused by app2.
         status, _, _ = app_request(lb, "app2", "POST", "/todos", body.replace(text, text + "-x"))
         assert status == 400
-        stored = db_host.check_output(f"runuser -u postgres -- psql -d todo -Atc \"SELECT text FROM todo WHERE "
-                                      f"text LIKE '{text}%'\"")  # fmt: skip
+        stored = helpers.query(db_host, f"SELECT text FROM todo WHERE text LIKE '{text}%'")
         assert stored.split() == [text]
     finally:
-        forget(db_host, text)
+        helpers.forget_added(db_host, "todo")
 
 
 def test_the_app_hosts_admit_the_load_balancer_only(lb, apps, db_host):
@@ -125,7 +117,7 @@ def test_an_app_host_stopped_under_load_fails_no_get_applies_no_post_twice_and_r
         gets = [f for f in load.failures if "POST" not in f[1]]
         assert not gets, gets[:5]
         twice = f"SELECT text, count(*) FROM todo WHERE text LIKE '{load.tag}-%' GROUP BY text HAVING count(*) > 1"
-        counts = db_host.check_output(f'runuser -u postgres -- psql -d todo -Atc "{twice}"')
+        counts = helpers.query(db_host, twice)
         assert not counts, f"POSTs applied twice: {counts}"
         assert set(load.acknowledged) <= load.stored(db_host)
         assert rejoined <= 10

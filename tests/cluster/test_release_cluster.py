@@ -10,6 +10,7 @@ import pytest
 
 from tests.cluster.conftest import APP_HOSTS, INVENTORY, LB, app_request
 from tests.conftest import REPO
+from tests.helpers import query
 from tests.load import Load
 from tests.release.conftest import GIT_ENV, Clone
 
@@ -72,7 +73,7 @@ def test_a_release_and_its_rollback_roll_host_by_host_under_load_and_migrate_onc
     migrated = {name: [e["action"] for e in history(host, target)] for name, host in apps.items()}
     assert migrated == {"app1": ["prepare", "migrate", "activate"], "app2": ["prepare", "activate"]}, migrated
     sql = "SELECT count(*) FROM _yoyo_log WHERE migration_id = '0003.cluster-release-probe' AND operation = 'apply'"
-    applied = db_host.check_output(f'runuser -u postgres -- psql -d todo -Atc "{sql}"')
+    applied = query(db_host, sql)
     assert applied == "1"
     # Both releases were served while it rolled (host by host), and only those two.
     assert set(load.releases) <= {*before.values(), target}, load.releases
