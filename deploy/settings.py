@@ -102,6 +102,15 @@ POSITIVE_INTS = ("instances", "max_body_bytes", "health_timeout", "drain_timeout
                  "backup_archive_timeout", "backup_retention_full", "backup_max_age",
                  "prometheus_retention_days")  # fmt: skip
 
+#: systemd.time(7)'s shorthand calendar events.
+CALENDAR_SHORTHANDS = ("minutely", "hourly", "daily", "weekly", "monthly", "quarterly", "semiannually", "yearly",
+                       "annually")  # fmt: skip
+#: Weekday names systemd.time(7) takes (either form, any case), numbered for its ranges (Mon..Fri).
+DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+WEEKDAYS = {name: n for n, day in enumerate(DAY_NAMES) for name in (day, day[:3])}
+#: A DNS label (RFC 1123 2.1: letters, digits, hyphens; 1-63, no hyphen first or last), lower-case.
+DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+
 #: Settings the release tool reads on the server (/etc/<app>/release.json).
 RELEASE_SETTINGS = ("app_name", "instances", "keep_releases", "health_timeout", "drain_timeout", "deploy_branch",
                     "database_host", "database_sslrootcert")  # fmt: skip
@@ -143,14 +152,140 @@ def workers_per_instance(cores, instances, explicit=None):
     return max(2, -(-(2 * cores + 1) // instances))
 
 
+def _git_ref_ok(ref):
+    """Whether ``ref`` is a refname by the ten rules of git-check-ref-format(1)."""
+    parts = ref.split("/")
+    return not (
+        any(part.startswith(".") or part.endswith(".lock") for part in parts)  # 1
+        or len(parts) < 2  # 2
+        or ".." in ref  # 3
+        or re.search(r"[\x00-\x20\x7f~^:?*\[\\]", ref)  # 4, 5, 10
+        or "" in parts  # 6: no slash first, last or twice
+        or ref.endswith(".")  # 7
+        or "@{" in ref  # 8
+        or ref == "@"  # 9
+    )
+
+
+def check_deploy_branch(value):
+    """Return ``value`` if it is a branch name git accepts (git-check-ref-format(1) --branch: a valid
+    refs/heads/<value>, not HEAD, no '-' first) made of letters, digits and ``._/-`` only: it is
+    written unquoted into a shell command and into the push hook (deploy/hooks/pre-receive.j2)."""
+    if not (
+        isinstance(value, str)
+        and re.fullmatch(r"[A-Za-z0-9._/-]+", value)
+        and not value.startswith("-")
+        and value != "HEAD"
+        and _git_ref_ok(f"refs/heads/{value}")
+    ):
+        raise SettingError(
+            "inventory: deploy_branch must be a git branch name (git-check-ref-format(1)) of letters, digits "
+            f"and . _ / - only, not {value!r}"
+        )
+    return value
+
+
+def check_server_names(names):
+    """Return ``names`` as a list if each is an IPv4 address, a lower-case DNS host name (RFC 1123
+    labels, at most 253 characters, the last not all digits) or ``*.`` and such a name of two labels
+    or more (a wildcard nginx and a subjectAltName take). They reach nginx's server_name and an
+    openssl command line: nothing else passes."""
+    if not isinstance(names, list | tuple) or not names:
+        raise SettingError(f'inventory: server_names must be a list of names, e.g. ["example.org"], not {names!r}')
+    for name in names:
+        if not _server_name_ok(name):
+            raise SettingError(
+                "inventory: server_names (default: the host's address) must be IPv4 addresses or lower-case DNS "
+                f"names (letters, digits, hyphens; a wildcard only as '*.' first), not {name!r}"
+            )
+    return list(names)
+
+
+def _server_name_ok(name):
+    if not isinstance(name, str):
+        return False
+    try:
+        return bool(ipaddress.IPv4Address(name))
+    except ValueError:
+        pass
+    host_name = name.removeprefix("*.")
+    labels = host_name.split(".")
+    return (
+        len(host_name) <= 253
+        and all(re.fullmatch(DNS_LABEL, label) for label in labels)
+        and not labels[-1].isdigit()
+        and (host_name == name or len(labels) > 1)
+    )
+
+
 def server_names():
-    """The names nginx answers to for this host."""
+    """The names nginx answers to for this host, checked."""
     from pyinfra import host
 
-    names = setting("server_names")
-    if names:
-        return list(names)
-    return [host.data.get("ssh_hostname") or host.name]
+    return check_server_names(setting("server_names") or [host.data.get("ssh_hostname") or host.name])
+
+
+def _calendar_values(text, low, high, repeat=True):
+    """Whether ``text`` is ``*`` or a comma list of N, N..M, N/STEP or N..M/STEP within low..high
+    (a STEP reaching past high refused)."""
+    if text == "*":
+        return True
+    for item in text.split(","):
+        match = re.fullmatch(r"([0-9]{1,4})(?:\.\.([0-9]{1,4}))?(?:/([0-9]{1,4}))?", item)
+        if not match:
+            return False
+        start, stop, step = int(match[1]), int(match[2] or match[1]), match[3]
+        if not low <= start <= stop <= high or step and not (repeat and 1 <= int(step) <= high - start):
+            return False
+    return True
+
+
+def _weekdays(text):
+    """Whether ``text`` is a comma list of weekdays (Mon or Monday) and ranges of them (Mon..Fri)."""
+    for item in text.lower().split(","):
+        match = re.fullmatch(r"([a-z]+)(?:(?:\.\.|-)([a-z]+))?", item)
+        first, last = (match[1], match[2] or match[1]) if match else ("", "")
+        if first not in WEEKDAYS or last not in WEEKDAYS or WEEKDAYS[first] > WEEKDAYS[last]:
+            return False
+    return True
+
+
+def check_calendar_event(name, value):
+    """Return ``value`` if it is a systemd calendar event (systemd.time(7), "Calendar Events") of the
+    conservative form ``[WEEKDAYS] [[YEAR-]MONTH-DAY] [HOUR:MINUTE[:SECOND]] [UTC]``, single spaces
+    between, or a shorthand (daily, weekly, ...). ``~DAY`` counts from the month's end; no fractions
+    of seconds, no time zones but UTC. Nothing else reaches the unit file (OnCalendar=)."""
+    ok = isinstance(value, str)
+    if ok and value.lower() not in CALENDAR_SHORTHANDS:
+        parts = value.split(" ")
+        if parts[-1] == "UTC":
+            parts.pop()
+        found = []
+        if parts and parts[0][:1].isalpha():
+            found.append(_weekdays(parts.pop(0)))
+        if parts and ":" not in parts[0]:
+            date = re.fullmatch(r"(?:([0-9*.,/]+)-)?([0-9*.,/]+)([-~])([0-9*.,/]+)", parts.pop(0))
+            found.append(
+                bool(date)
+                and (date[1] is None or _calendar_values(date[1], 1970, 2199))
+                and _calendar_values(date[2], 1, 12)
+                and _calendar_values(date[4], 1, 31 if date[3] == "-" else 28, repeat=date[3] == "-")
+            )
+        if parts:
+            time = re.fullmatch(r"([0-9*.,/]+):([0-9*.,/]+)(?::([0-9*.,/]+))?", parts.pop(0))
+            found.append(
+                bool(time)
+                and _calendar_values(time[1], 0, 23)
+                and _calendar_values(time[2], 0, 59)
+                and (time[3] is None or _calendar_values(time[3], 0, 59))
+            )
+        ok = bool(found) and all(found) and not parts
+    if not ok:
+        raise SettingError(
+            f"inventory: {name} must be a systemd calendar event (systemd.time(7); check it with "
+            f"systemd-analyze calendar), e.g. 'Sun *-*-* 01:15:00' or 'daily', not {value!r}"
+        )
+    return value
 
 
 def subject_alt_names(names):
@@ -192,6 +327,9 @@ def stack():
         raise SettingError(f"inventory: app_name must be 1-16 lower-case letters and digits, not {app!r}")
     for key in POSITIVE_INTS:
         s[key] = _positive_int(key, s[key])
+    check_deploy_branch(s["deploy_branch"])
+    for key in ("backup_full_schedule", "backup_diff_schedule"):
+        check_calendar_event(key, s[key])
     if "lb" not in s["roles"] and host.data.get("firewall_tcp_ports") is None:
         s["firewall_tcp_ports"] = []  # no web server here: only SSH (PostgreSQL's rule is db_clients')
     s["firewall_tcp_ports"] = [_port("firewall_tcp_ports", port) for port in s["firewall_tcp_ports"]]
@@ -239,6 +377,11 @@ def stack():
     if s["tls_acme_email"]:
         if s["tls_certificate"]:
             raise SettingError("inventory: set tls_acme_email or tls_certificate, not both")
+        if wildcards := [name for name in s["acme_names"] if name.startswith("*.")]:
+            raise SettingError(
+                f"inventory: tls_acme_email: certbot's webroot (HTTP-01) cannot certify the wildcards {wildcards} "
+                "in server_names: list the names, or use tls_certificate"
+            )
         if not s["acme_names"] or not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", str(s["tls_acme_email"])):
             raise SettingError(
                 "inventory: tls_acme_email needs an e-mail address and DNS names in server_names, not "
