@@ -1,4 +1,5 @@
-"""The docs tell the truth: what README.md and docs/*.md name exists, their links resolve, their safe commands run.
+"""The docs tell the truth: what README.md and docs/*.md name exists, their links resolve, their safe commands run,
+and the numbers and rules they state (firewall, load balancer, sandbox, PostgreSQL TLS) are read from the code.
 
 One result per item. Commands that need the machine (``scripts/release --list``,
 ``scripts/provision --dry-run``) run only when pytest is given ``--hosts``, and only after
@@ -39,6 +40,29 @@ HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.M)
 RUN_FLAGS = {"--help", "-h", "--list", "--dry-run"}
 SHELL_OPERATORS = {"&&", "||", "|", ";", ">", ">>", "<", "&", "(", ")", "2>&1"}
 
+#: Numbers and rules the pages state, read from the code they describe (never restated here).
+#: The firewall's per-address limit of new SSH connections, and how docs/security.md says it.
+NFTABLES = "hardening/nftables.conf.j2"
+SSH_LIMIT = re.compile(r"limit rate over (\d+)/(\w+) burst (\d+) packets")
+SSH_LIMIT_SAID = re.compile(r"new SSH connections from one address beyond (\d+) an? (\w+) after a burst of (\d+)")
+#: The load balancer's nginx (the ``app_upstream`` branch of each template), and how the pages say when
+#: it passes a request to the next app host: README.md in words, docs/hosts.md quoting the directive.
+LB_PROXY, LB_SITE = "nginx/snippets/todo/proxy.conf.j2", "nginx/sites-available/todo.conf.j2"
+LB_BRANCH = re.compile(r"\{%-?\s*if app_upstream\s*-?%\}(.*?)\{%-?\s*else\s*-?%\}", re.S)
+DIRECTIVE = re.compile(r"^[ \t]*([a-z_]+)((?:[ \t]+[^\s;]+)*)[ \t]*;", re.M)
+LB_SKIP_SAID = re.compile(
+    r"a host that refuses, does not accept within (\d+) s or answers (\d{3}(?:(?:/|, | or )\d{3})*)\b"
+    r".*? is skipped for (\d+) s"
+)
+QUOTED_BULLET_DIRECTIVE = re.compile(r"^- `(proxy_[a-z_]+(?: [^`]+)?)`:", re.M)
+#: supervisor's sandbox: the IP allow and deny lists docs/security.md quotes.
+SUPERVISOR_DROPIN = "systemd/supervisor.service.d/todo.conf.j2"
+IP_DIRECTIVE_SAID = re.compile(r"(IPAddress(?:Allow|Deny))=([^`\s]+)")
+#: PostgreSQL on a database host apart: its TLS floor, and the pg_hba.conf lines for the app hosts.
+PG_NETWORK, PG_HBA = "postgresql/network.conf.j2", "postgresql/pg_hba.conf.j2"
+TLS_FLOOR = re.compile(r"^ssl_min_protocol_version = 'TLSv(\d\.\d)'", re.M)
+TLS_FLOOR_SAID = re.compile(r"TLS (\d\.\d) at least")
+
 
 @cache
 def text(page):
@@ -49,6 +73,32 @@ def text(page):
 def prose(page):
     """The page without its fenced code blocks."""
     return FENCE.sub("", text(page))
+
+
+def flat(page):
+    """The page's prose with every run of whitespace one space, so a sentence reads the same across lines."""
+    return " ".join(prose(page).split())
+
+
+@cache
+def source(path):
+    """A code file's text."""
+    return (REPO / path).read_text(encoding="utf-8")
+
+
+def lb_branch(path):
+    """The load balancer's part of an nginx template, its ``{% if app_upstream %}`` branch, without comments."""
+    match = LB_BRANCH.search(source(path))
+    assert match, f"{path}: no {{% if app_upstream %}} ... {{% else %}} branch: where is the load balancer's part?"
+    return re.sub(r"#[^\n]*", "", match.group(1))
+
+
+def directives(body):
+    """{name: [arguments, ...]}: every one-line nginx directive of a template's text."""
+    found = {}
+    for name, args in DIRECTIVE.findall(body):
+        found.setdefault(name, []).append(" ".join(args.split()))
+    return found
 
 
 def code_lines(page):
@@ -304,3 +354,73 @@ def test_example_inventory_lists_every_setting_at_its_default():
 
     (_, data), *_ = runpy.run_path(str(REPO / "deploy/inventories/example.py"))["hosts"]
     assert {key: data.get(key, "missing") for key in DEFAULTS} == DEFAULTS
+
+
+def test_security_page_states_the_ssh_rate_limit_of_the_firewall():
+    """docs/security.md's SSH connection limit (a rate after a burst) is the nftables rule's, for IPv4 and IPv6."""
+    limits = set(SSH_LIMIT.findall(source(NFTABLES)))
+    assert len(limits) == 1, f"{NFTABLES}: expected one SSH limit (rate, unit, burst), found {sorted(limits)}"
+    said = SSH_LIMIT_SAID.findall(flat("docs/security.md"))
+    assert said, "docs/security.md no longer says the SSH limit as 'beyond N a second after a burst of M'"
+    assert set(said) == limits, f"docs/security.md says (rate, unit, burst) {said}; {NFTABLES} has {limits}"
+
+
+def test_readme_says_when_the_load_balancer_skips_an_app_host():
+    """README.md's sentence on the passive health checks: the connect timeout, the statuses that take a
+    host out (``proxy_next_upstream http_NNN``) and for how long (``fail_timeout``), all the lb's own."""
+    proxy, site = directives(lb_branch(LB_PROXY)), lb_branch(LB_SITE)
+    (next_upstream,) = proxy["proxy_next_upstream"]
+    statuses = sorted(c.removeprefix("http_") for c in next_upstream.split() if c.startswith("http_"))
+    (connect,) = proxy["proxy_connect_timeout"]
+    fail_timeouts = set(re.findall(r"\bfail_timeout=(\d+)s\b", site))
+    said = LB_SKIP_SAID.findall(flat("README.md"))
+    assert len(said) == 1, "README.md no longer says 'a host that refuses, does not accept within N s or answers ...'"
+    (within, answers, skipped), code = said[0], (connect, statuses, fail_timeouts)
+    assert (f"{within}s", sorted(re.findall(r"\d{3}", answers)), {skipped}) == code, (
+        f"README.md: within {within} s, answers {answers}, skipped for {skipped} s; the load balancer "
+        f"({LB_PROXY}, {LB_SITE}): proxy_connect_timeout {connect}, proxy_next_upstream {next_upstream}, "
+        f"fail_timeout {sorted(fail_timeouts)}"
+    )
+
+
+def test_hosts_page_quotes_the_load_balancers_proxy_directives():
+    """A docs/hosts.md bullet that opens with an nginx ``proxy_`` directive quotes the load balancer's own,
+    ``proxy_next_upstream`` (the statuses that pass a request on) among them."""
+    proxy = directives(lb_branch(LB_PROXY))
+    quoted = QUOTED_BULLET_DIRECTIVE.findall(prose("docs/hosts.md"))
+    assert any(q.startswith("proxy_next_upstream ") for q in quoted), "docs/hosts.md: no bullet on proxy_next_upstream"
+    for directive in quoted:
+        name, _, args = directive.partition(" ")
+        has = proxy.get(name, [])
+        assert args in has, f"docs/hosts.md quotes `{directive}`; {LB_PROXY} has {name} {has}"
+
+
+def test_security_page_quotes_supervisors_ip_address_lists():
+    """Each ``IPAddressAllow=``/``IPAddressDeny=`` value docs/security.md quotes is in supervisor's drop-in, and
+    the page says loopback plus the database host's address exactly when the drop-in allows that address."""
+    code = {}
+    for name, values in re.findall(r"^(IPAddress(?:Allow|Deny))=(.*)$", source(SUPERVISOR_DROPIN), re.M):
+        values = re.sub(r"\{%.*?%\}", " ", values)  # Jinja's if/endif out; an expression stays one value
+        code.setdefault(name, set()).update(re.findall(r"\{\{.*?\}\}|[^\s{}]+", values))
+    said = IP_DIRECTIVE_SAID.findall(" ".join(inline_code("docs/security.md")))
+    assert {name for name, _ in said} == {"IPAddressAllow", "IPAddressDeny"}, f"docs/security.md quotes {said}"
+    for name, value in said:
+        assert value in code.get(name, set()), f"docs/security.md: `{name}={value}`; {SUPERVISOR_DROPIN}: {code}"
+    apart = sorted(value for value in code.get("IPAddressAllow", ()) if value.startswith("{{"))
+    says_apart = "loopback plus the database host's address" in flat("docs/security.md")
+    assert says_apart == bool(apart) and all("database" in value for value in apart), (
+        f"docs/security.md {'says' if says_apart else 'does not say'} 'loopback plus the database host's address'; "
+        f"{SUPERVISOR_DROPIN} allows beyond its literal addresses: {apart}"
+    )
+
+
+def test_security_page_states_postgresqls_tls_for_the_app_hosts():
+    """docs/security.md's TLS floor is network.conf's, and the pg_hba.conf lines for the app hosts are the
+    ``hostssl`` lines it names (no plaintext line)."""
+    floors = TLS_FLOOR.findall(source(PG_NETWORK))
+    assert len(floors) == 1, f"{PG_NETWORK}: no single ssl_min_protocol_version: {floors}"
+    said = TLS_FLOOR_SAID.findall(flat("docs/security.md"))
+    assert said and set(said) == set(floors), f"docs/security.md says TLS {said} at least; {PG_NETWORK}: {floors}"
+    kinds = {line.split()[0] for line in source(PG_HBA).splitlines() if "{{ address }}" in line and line[:1] != "#"}
+    assert kinds == {"hostssl"}, f"{PG_HBA}: the app hosts' lines are {sorted(kinds)}, not hostssl only"
+    assert "hostssl" in inline_code("docs/security.md"), "docs/security.md no longer names `hostssl`"
