@@ -3,6 +3,7 @@ and the chaos tests' probes of processes."""
 
 import json
 import re
+import shlex
 import socket
 import time
 import uuid
@@ -210,3 +211,15 @@ def instance_pids(host, instances):
 def query(host, sql):
     """Run ``sql`` in the app's database as postgres; return its unaligned output."""
     return host.check_output(f'runuser -u postgres -- psql -d {APP} -Atc "{sql}"')
+
+
+def in_cgroup(host, unit, command):
+    """Run ``command`` (a shell string) as root inside ``unit``'s cgroup (cgroup v2); its exit status."""
+    procs = f"/sys/fs/cgroup/system.slice/{unit}/cgroup.procs"
+    inner = f"echo $$ > {procs} && exec {command}"
+    return host.run(f"timeout 30 sh -c {shlex.quote(inner)}").rc
+
+
+def connect(address, port):
+    """A command that exits 0 when a TCP connection to ``address``:``port`` is made within 3 s."""
+    return f"python3 -c \"import socket; socket.create_connection(('{address}', {port}), 3)\""

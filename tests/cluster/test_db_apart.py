@@ -10,7 +10,17 @@ import pytest
 
 import tests.host.test_idempotence as idempotence
 from tests.cluster.conftest import ADDRESSES, APP_HOSTS, BACKUP_ADDRESS, DB_ADDRESS, INVENTORY, LB, run
-from tests.helpers import LOAD_GENERATOR, OTHER_CLIENT, add_todo, connects, forget_added, new_session, query
+from tests.helpers import (
+    LOAD_GENERATOR,
+    OTHER_CLIENT,
+    add_todo,
+    connect,
+    connects,
+    forget_added,
+    in_cgroup,
+    new_session,
+    query,
+)
 
 
 def app_connect(host, **params):
@@ -77,3 +87,13 @@ def test_a_second_provision_of_the_cluster_changes_nothing():
     assert "[app2]" in out and "[lb]" in out, out[-3000:]
     assert code == 0, out[-3000:]
     assert idempotence.grand_total(out)[1] == 0, out[-3000:]
+
+
+@pytest.mark.parametrize("app", APP_HOSTS)
+def test_the_instances_cgroup_reaches_the_database_host_and_nothing_else(apps, app):
+    """From inside supervisor's cgroup on an app host (the instances'), the kernel's IP filter admits
+    the database host (IPAddressAllow=) and refuses another host that answers from outside it."""
+    host = apps[app]
+    assert in_cgroup(host, "supervisor.service", connect(DB_ADDRESS, 5432)) == 0
+    assert host.run(connect(LB, 443)).rc == 0, "the lb does not answer the app host: no proof"
+    assert in_cgroup(host, "supervisor.service", connect(LB, 443)) != 0

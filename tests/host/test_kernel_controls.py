@@ -12,6 +12,8 @@ import shlex
 
 import pytest
 
+from tests.helpers import connect, in_cgroup
+
 #: The machine's own private address, not loopback: a filter to localhost refuses it.
 PRIVATE = "192.168.56.10"
 #: A character device no sandboxed unit may open (/dev/net/tun), made in a root-only directory.
@@ -73,18 +75,6 @@ def test_private_tmp_is_private(host):
     host.check_output("rm -f /tmp/.todo-kernel-probe")
     assert transient(host, "PrivateTmp=yes", "touch /tmp/.todo-kernel-probe") == 0
     assert not host.file("/tmp/.todo-kernel-probe").exists
-
-
-def in_cgroup(host, unit, command):
-    """Run ``command`` (a shell string) as root inside ``unit``'s cgroup (cgroup v2); its exit status."""
-    procs = f"/sys/fs/cgroup/system.slice/{unit}/cgroup.procs"
-    inner = f"echo $$ > {procs} && exec {command}"
-    return host.run(f"timeout 30 sh -c {shlex.quote(inner)}").rc
-
-
-def connect(address, port):
-    """A command that exits 0 when a TCP connection to ``address``:``port`` is made within 3 s."""
-    return f"python3 -c \"import socket; socket.create_connection(('{address}', {port}), 3)\""
 
 
 def test_supervisor_cgroup_reaches_loopback(host):
