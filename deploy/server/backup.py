@@ -41,7 +41,6 @@ import argparse
 import fcntl
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -59,9 +58,10 @@ class StepFailed(Exception):
     """A step failed; the message names it and says why."""
 
 
-def run(*args, check=True):
-    """Run a command; return its stdout. Raise StepFailed (with its stderr) when it fails and ``check``."""
-    done = subprocess.run(args, capture_output=True, text=True, check=False)
+def run(*args, check=True, input=None):  # noqa: A002
+    """Run a command (``input``: text for its stdin); return its stdout. Raise StepFailed (with its
+    stderr) when it fails and ``check``."""
+    done = subprocess.run(args, capture_output=True, text=True, check=False, input=input)
     if check and done.returncode:
         raise StepFailed(f"`{' '.join(args)}` exited {done.returncode}: {(done.stderr or done.stdout).strip()[-800:]}")
     return done.stdout
@@ -216,6 +216,10 @@ class Backups:
 
     # -- verify ---------------------------------------------------------------------------
 
+    def remove_scratch(self):
+        """Remove verify's scratch cluster, as postgres: it lies in postgres's directory."""
+        run("runuser", "-u", "postgres", "--", "rm", "-rf", "--", self.scratch)
+
     def wait_archived(self, timeout=120):
         """Switch to a new WAL segment and wait until the previous one is in the repository."""
         segment = self.sql("SELECT pg_walfile_name(pg_switch_wal())", database="postgres")
@@ -250,7 +254,7 @@ class Backups:
         ).splitlines()[0]
         rows, digest = expected.split("|")
         self.wait_archived()
-        shutil.rmtree(self.scratch, ignore_errors=True)
+        self.remove_scratch()
         try:
             self.pgbackrest(f"--pg1-path={self.scratch}", "--archive-mode=off", "--type=name", f"--target={point}",
                             "--target-action=promote", "restore")  # fmt: skip
@@ -264,8 +268,10 @@ class Backups:
                 ),
                 ("pg_hba.conf", "local all postgres peer\n"),
             ):
-                Path(self.scratch, name).write_text(text)
-                shutil.chown(Path(self.scratch, name), "postgres", "postgres")
+                # As postgres, never root: the directory is postgres's, which may have planted a
+                # symlink there (through the repository's forced command, a backup host can act as
+                # postgres), and root would write and chown through it.
+                run("runuser", "-u", "postgres", "--", "tee", f"{self.scratch}/{name}", input=text)
             pg_ctl = f"/usr/lib/postgresql/{self.version}/bin/pg_ctl"
             run("runuser", "-u", "postgres", "--", pg_ctl, "-D", self.scratch, "-l", f"{self.scratch}/verify.log",
                 "-w", "-t", "300", "start")  # fmt: skip
@@ -279,7 +285,7 @@ class Backups:
             finally:
                 run("runuser", "-u", "postgres", "--", pg_ctl, "-D", self.scratch, "-m", "fast", "stop", check=False)
         finally:
-            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.remove_scratch()
         if got != (int(rows), digest):
             raise StepFailed(f"verify: the restored todo table has {got[0]} rows (md5 {got[1]}), "
                              f"the live one had {rows} (md5 {digest}) at {point}")  # fmt: skip

@@ -3,6 +3,7 @@ point-in-time restore after a disaster brings back exactly what was acknowledged
 chosen moment, and verify proves the newest backup and fails on a damaged one. These tests
 replace the database and break the repository for a moment: destructive."""
 
+import shlex
 import subprocess
 import time
 
@@ -75,5 +76,50 @@ def test_verify_proves_the_newest_backup_and_fails_on_a_damaged_one(host, report
 
 
 def test_backup_status_has_no_warning_after_a_backup(host):
+    code, out = backup("now")
+    assert code == 0, out
     code, out = backup("status")
     assert code == 0 and "WARNING" not in out, out
+
+
+#: What postgres plants in verify's scratch cluster once pgBackRest has restored it (pg_control
+#: comes last): postgresql.conf as a symlink to a root-owned file, kept there until the scratch
+#: cluster is gone (at most 600 s).
+PLANTER = """
+import os, sys, time
+scratch, target = sys.argv[1], sys.argv[2]
+planted, deadline = False, time.monotonic() + 600
+while time.monotonic() < deadline:
+    if os.path.exists(os.path.join(scratch, "global", "pg_control")):
+        try:
+            os.symlink(target, os.path.join(scratch, "postgresql.conf"))
+            planted = True
+            open(os.path.expanduser("~/.todo-planted"), "w").close()
+        except OSError:
+            pass
+    elif planted and not os.path.exists(scratch):
+        break
+    time.sleep(0.0005)
+"""
+
+
+#: Where the planter says it planted (postgres's home).
+PLANTED = "/var/lib/postgresql/.todo-planted"
+
+
+def test_verify_never_writes_as_root_through_a_symlink_postgres_planted(host, app_name):
+    """verify writes its scratch cluster's config in a directory postgres owns: a symlink postgres
+    plants there must not make root rewrite (and hand to postgres) the file it points to."""
+    target, scratch = "/etc/.todo-verify-probe", f"/var/lib/postgresql/15/{app_name}-verify"
+    host.check_output(f"printf 'untouched\\n' > {target} && chmod 644 {target}")
+    planter = host.check_output(
+        f"runuser -u postgres -- python3 -c {shlex.quote(PLANTER)} {scratch} {target} >/dev/null 2>&1 & echo $!"
+    )
+    try:
+        code, out = backup("verify")
+        probe = host.file(target)
+        assert (probe.user, probe.content_string) == ("root", "untouched\n"), f"root wrote through the symlink:\n{out}"
+        assert host.file(PLANTED).exists, "the symlink was never planted: the test proved nothing"
+        assert not host.file(scratch).exists
+    finally:
+        host.run(f"kill {planter}; rm -f {target} {PLANTED}")
