@@ -15,6 +15,7 @@ from deploy.tasks.acme import acme
 from deploy.tasks.admin import first_contact
 from deploy.tasks.backups import backups
 from deploy.tasks.hardening import hardening
+from deploy.tasks.loads import loads
 from deploy.tasks.monitoring import monitoring
 from deploy.tasks.nginx import nginx
 from deploy.tasks.packages import packages
@@ -53,3 +54,5 @@ first_contact(s)
 if "lb" in roles:
     # Last: a domain that does not resolve here yet fails only this step, after everything else.
     acme(s)
+# Last of all: what each service would load at its next start, whatever this run changed.
+loads(s)

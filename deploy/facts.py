@@ -164,3 +164,35 @@ class FileText(FactBase):
 
     def process(self, output):
         return "\n".join(output) + "\n" if output else None
+
+
+#: What each service would load at its next start, checked with the service's own parser; prints one
+#: line per problem. nginx: ``nginx -t``; supervisor: supervisord's own parse of its config and
+#: every program file (supervisor.options.ServerOptions, what ``supervisord -c`` runs first);
+#: systemd: ``systemd-analyze verify`` of every unit the stack writes and every unit it gives a
+#: drop-in (a template unit through an instance of it), which exits 0 on an unknown key or a bad
+#: value, so any line it prints is a problem.
+LOAD_CHECK = r"""
+cd /
+if command -v nginx >/dev/null; then nginx -t -q 2>&1 | sed 's/^/nginx -t: /'; fi
+if [ -f /etc/supervisor/supervisord.conf ]; then
+  python3 -c 'import supervisor.options as s; s.ServerOptions().realize(["-c", "/etc/supervisor/supervisord.conf"])' \
+    2>&1 | sed 's/^/supervisor: /'
+fi
+units=$(for f in /etc/systemd/system/*.d/{app}.conf /etc/systemd/system/{app}-*.service \
+  /etc/systemd/system/{app}-*.timer; do [ -e "$f" ] || continue; u=${{f%.d/{app}.conf}}; basename "$u"; done |
+  sed 's/@\./@check./')
+[ -z "$units" ] || systemd-analyze verify --man=no $units 2>&1 | sed 's/^/systemd-analyze verify: /'
+"""
+
+
+class LoadProblems(FactBase):
+    """What nginx, supervisor and systemd would refuse or ignore at their next start, one line per
+    problem ([] when everything loads cleanly): the run that changed a file checked it, but a second
+    run that changes nothing must still see a broken file in place (LOAD_CHECK)."""
+
+    def command(self, app):
+        return LOAD_CHECK.format(app=app)
+
+    def process(self, output):
+        return [line for line in output if line.strip()]

@@ -2,6 +2,7 @@
 
 import os
 import re
+import shlex
 import subprocess
 
 import pytest
@@ -157,3 +158,28 @@ def test_a_refused_config_file_fails_every_run_and_leaves_the_old_one(host, tmp_
         assert host.file("/etc/nftables.conf").sha256sum == on_disk
         assert host.check_output("ls -A /etc/.todo-stage") == ""  # the refused copy is gone
         assert host.check_output("nft list chain inet filter input") == loaded
+
+
+@pytest.mark.destructive
+@pytest.mark.parametrize(
+    ("path", "text", "named"),
+    [
+        ("/etc/nginx/conf.d/zz-todo-broken.conf", "this is not nginx;\n", "nginx -t:"),
+        ("/etc/systemd/system/nginx.service.d/zz-todo-broken.conf", "[Service]\nKillMode=bogus\n",
+         "systemd-analyze verify:"),
+    ],
+    ids=["nginx", "systemd"],
+)  # fmt: skip
+def test_a_broken_config_the_run_did_not_change_fails_every_run(host, path, text, named):
+    """A file nginx or systemd would refuse at its next start, which no step of the run rewrites (an
+    operator's leftover, a mismatched certificate from an earlier run): every run fails and names it."""
+    host.check_output(f"printf %s {shlex.quote(text)} > {path}")
+    try:
+        for attempt in (1, 2):
+            run = subprocess.run([str(REPO / "scripts/provision"), TARGET], stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)  # fmt: skip
+            assert run.returncode != 0, f"provision {attempt} passed with {path} broken"
+            assert named in run.stdout, run.stdout[-2000:]
+    finally:
+        host.check_output(f"rm -f {path}")
+    assert grand_total(provision())[1] == 0
