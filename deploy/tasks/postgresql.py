@@ -1,5 +1,7 @@
 """PostgreSQL: who may connect, the app's role and database, and self-healing of the server."""
 
+import shlex
+
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import postgres, server, systemd
@@ -14,6 +16,19 @@ SETTINGS_CHECK = (
     '[ "$(runuser -u postgres -- psql -Atc "SELECT count(*) FROM pg_file_settings '
     "WHERE error IS NOT NULL AND error <> 'setting could not be applied'\")\" = 0 ]"
 )
+
+#: Prints the SCRAM-SHA-256 verifier of $TODO_DATABASE_PASSWORD, as PostgreSQL stores it
+#: (RFC 5802, RFC 7677; PostgreSQL's src/common/scram-common.c: 4096 iterations, a 16-byte salt),
+#: so that ALTER ROLE carries the verifier and never the password. The stack's passwords are hex:
+#: SASLprep leaves them as they are.
+SCRAM_VERIFIER = """
+import base64, hashlib, hmac, os
+password, salt, rounds = os.environ["TODO_DATABASE_PASSWORD"].encode(), os.urandom(16), 4096
+salted = hashlib.pbkdf2_hmac("sha256", password, salt, rounds)
+client, server = (hmac.new(salted, name, "sha256").digest() for name in (b"Client Key", b"Server Key"))
+b64 = lambda raw: base64.b64encode(raw).decode()
+print(f"SCRAM-SHA-256${rounds}:{b64(salt)}${b64(hashlib.sha256(client).digest())}:{b64(server)}")
+"""
 
 
 @deploy("PostgreSQL")
@@ -80,11 +95,13 @@ def postgresql(s, secrets):
     )
     server.shell(
         name=f"Set the password of the login role in {s['env_file']} ({app}, or {app}_b after a rotation).",
-        # printf is a shell builtin: the password never appears in a process's arguments.
+        # Only its SCRAM verifier reaches PostgreSQL: the statement is visible to pg_monitor in
+        # pg_stat_activity and logged by log_statement=ddl. The password is read from the
+        # environment (never a process's arguments); printf is a shell builtin.
         commands=[
-            f". {s['env_file']} && printf \"ALTER ROLE %s WITH LOGIN PASSWORD '%s';\\n\" "
-            f'"${{TODO_DATABASE_USER:-{app}}}" "$TODO_DATABASE_PASSWORD" '
-            "| runuser -u postgres -- psql -q -v ON_ERROR_STOP=1"
+            f"set -a && . {s['env_file']} && set +a && verifier=$(python3 -c {shlex.quote(SCRAM_VERIFIER)}) && "
+            "printf \"ALTER ROLE %s WITH LOGIN PASSWORD '%s';\\n\" "
+            f'"${{TODO_DATABASE_USER:-{app}}}" "$verifier" | runuser -u postgres -- psql -q -v ON_ERROR_STOP=1'
         ],
         _if=any_changed(secrets, role),
     )
