@@ -2,9 +2,11 @@
 and the chaos tests' probes of processes."""
 
 import json
+import os
 import re
 import shlex
 import socket
+import ssl
 import time
 import uuid
 
@@ -223,3 +225,24 @@ def in_cgroup(host, unit, command):
 def connect(address, port):
     """A command that exits 0 when a TCP connection to ``address``:``port`` is made within 3 s."""
     return f"python3 -c \"import socket; socket.create_connection(('{address}', {port}), 3)\""
+
+
+def raw_request(target, headers=None, address=MACHINE):
+    """(status, body) of ``GET target`` sent over HTTPS to ``address`` exactly as written, from the load
+    generator's address: requests and urllib3 normalise paths before they send (``/%6detrics`` becomes
+    ``/metrics``, ``/a/../b`` becomes ``/b``), so a test of how nginx treats odd paths sends its own
+    request line. The certificate is checked against REQUESTS_CA_BUNDLE (tests/conftest.py)."""
+    context = ssl.create_default_context(cafile=os.environ["REQUESTS_CA_BUNDLE"])
+    context.check_hostname = False
+    lines = [f"GET {target} HTTP/1.1", f"Host: {address}", "Connection: close",
+             *(f"{name}: {value}" for name, value in (headers or {}).items())]  # fmt: skip
+    with (
+        socket.create_connection((address, 443), timeout=10, source_address=(LOAD_GENERATOR, 0)) as raw,
+        context.wrap_socket(raw) as tls,
+    ):
+        tls.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode(errors="replace")

@@ -7,11 +7,12 @@ import ssl
 import subprocess
 import time
 import uuid
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 
-from tests.helpers import csrf_token, missing_security_headers
+from tests.helpers import csrf_token, missing_security_headers, raw_request
 
 
 @pytest.mark.parametrize("path", ["/", "/todos", "/static/x/style.css?a=1"])
@@ -135,10 +136,11 @@ def test_tls_mozilla_intermediate_protocols_and_ciphers(machine_address, options
 @pytest.mark.parametrize(
     "path", ["/", "/%2e%2e/%2e%2e/venv/pyvenv.cfg", "/..%2f..%2f.release.json", "/../gunicorn.conf.py"]
 )
-def test_nothing_outside_the_static_root_and_no_listings(web, static, path):
-    response = web.get(f"{static}{path}", timeout=10)
-    assert response.status_code in (400, 403, 404), response.text[:300]
-    assert "Index of" not in response.text and "home" not in response.text
+def test_nothing_outside_the_static_root_and_no_listings(static, path):
+    """Each path reaches nginx as written (a raw request line: urllib3 would collapse the dots)."""
+    status, body = raw_request(urlsplit(static).path + path)
+    assert status in (400, 403, 404), body[:300]
+    assert "Index of" not in body and "home" not in body
 
 
 def test_client_header_timeout_drops_a_stalled_client(machine_address):
