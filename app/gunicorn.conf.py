@@ -103,6 +103,18 @@ def on_starting(server):
     os.makedirs(METRICS_DIR, mode=0o700)
 
 
+def post_fork(server, worker):
+    """The worker dies with its master: after a kill -9 of the master, its workers would otherwise
+    keep accepting on the instance's socket until they notice (prctl(2), PR_SET_PDEATHSIG; SIGTERM
+    lets a worker finish the request it holds). The master's loop is what forks workers."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != server.pid:  # the master died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def child_exit(server, worker):
     """Drop a dead worker's live gauges (prometheus_client's multiprocess docs); its counts stay."""
     from prometheus_client import multiprocess

@@ -2,6 +2,7 @@
 
 import re
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -61,11 +62,19 @@ def test_gunicorn_master_killed_is_restarted_within_5s_and_other_instances_serve
 ):
     before = instance_pids(host, instances)
     victim = before[instances[0]]
+    orphans = {pid for pid, ppid in gunicorn_processes(host) if ppid == int(victim)}
     host.run(f"kill -9 {victim}")
-    # Meanwhile every GET is answered by the other instances.
-    answers = [requests.get(f"https://{machine_address}/", timeout=5) for _ in range(20)]
+    # Meanwhile every GET is answered, and by a live instance: not by the killed master's workers,
+    # which would keep accepting on its socket if they outlived it. Each request is found in the
+    # instances' logs by its marker, with the pid of the worker that served it.
+    marker = f"crash-{uuid.uuid4().hex[:12]}"
+    answers = [requests.get(f"https://{machine_address}/?{marker}={n}", timeout=5) for n in range(20)]
     failed = [(r.status_code, r.text[-300:]) for r in answers if r.status_code != 200]
     assert not failed, failed
+    served = host.check_output(f"grep -h '{marker}=' /var/log/{app_name}/*.log || true")
+    pids = {int(pid) for pid in re.findall(r"pid=<(\d+)>", served)}
+    assert len(re.findall(f"{marker}=", served)) == 20, served
+    assert not pids & orphans, f"the killed master's workers {sorted(pids & orphans)} served requests"
     _, took = wait_until(lambda: instance_pids(host, instances).get(instances[0]) not in (None, victim), timeout=5)
     report("gunicorn master kill -9", f"recovered in {took:.1f} s")
     assert host.socket(f"unix:///run/{app_name}/{instances[0]}.sock").is_listening
