@@ -261,3 +261,37 @@ def test_releases_are_built_by_the_build_user_and_not_writable_by_the_app(host, 
     assert host.file(release).user == f"{app_name}-build"
     assert host.run(f"runuser -u {app_name} -- test -w {release}/todo/__init__.py").rc != 0
     assert host.user(f"{app_name}-build").shell == "/usr/sbin/nologin"
+
+
+#: Files root-run tools or root-started services read, besides those that say "Managed by the deploy".
+#: Owned by postgres where PostgreSQL's and pgBackRest's own processes (postgres) read them.
+POSTGRES_MAY_OWN = ("/etc/postgresql", "/etc/pgbackrest")
+
+
+def test_every_file_the_stack_owns_is_writable_by_its_owner_only(host, app_name):
+    """Every file the stack writes under /etc (each says "Managed by the deploy"; and /etc/<app>'s
+    settings, the secrets and pgBackRest's files) and its server tools: owned by root (or postgres,
+    for PostgreSQL's and pgBackRest's), writable by no group or other user, and so is every
+    directory above each. A file the deploy group or the app user could write would steer a root
+    tool or a service started as root."""
+    listed = host.check_output(
+        f"{{ grep -rlI 'Managed by the deploy' /etc; find /etc/{app_name} /etc/pgbackrest /usr/local/sbin -type f; }} "
+        "2>/dev/null | sort -u || true"
+    ).split()
+    assert f"/etc/{app_name}/release.json" in listed and "/etc/nginx/nginx.conf" in listed, listed
+    paths = set(listed)
+    for path in listed:
+        parent = path.rsplit("/", 1)[0]
+        while parent:
+            paths.add(parent)
+            parent = parent.rsplit("/", 1)[0]
+    paths.add("/")
+    stats = host.check_output("stat -c '%n|%U|%a' " + " ".join(sorted(paths)))
+    wrong = []
+    for line in stats.splitlines():
+        path, owner, mode = line.split("|")
+        postgres = any(path == top or path.startswith(f"{top}/") for top in POSTGRES_MAY_OWN)
+        owners = ("root", "postgres") if postgres else ("root",)
+        if owner not in owners or int(mode, 8) & 0o022:
+            wrong.append(f"{path} {owner} {mode}")
+    assert not wrong, wrong
