@@ -87,3 +87,25 @@ def test_static_files_come_from_disk_precompressed_and_cached_for_good(nginx_con
     static = nginx_config.split('location ~ "^/static/', 1)[1].split("\n    }", 1)[0]
     assert "gzip_static on;" in static
     assert 'add_header Cache-Control "public, max-age=31536000, immutable" always;' in static
+
+
+@pytest.mark.parametrize(
+    ("where", "directive"),
+    [
+        ("static", "open_file_cache max=1000 inactive=60s;"),
+        ("static", "open_file_cache_valid 60s;"),
+        ("static", "open_file_cache_min_uses 2;"),
+        ("static", "open_file_cache_errors on;"),
+        ("http", "sendfile on;"),
+        ("http", "tcp_nopush on;"),
+        ("http", "worker_processes auto;"),
+        ("http", "gzip on;"),
+    ],
+)
+def test_nginx_performance_settings_are_in_effect(nginx_config, where, directive):
+    """What makes static files fast, read from nginx's effective configuration: file descriptors
+    and stat() results of static files cached (the release's files never change), sendfile."""
+    text = nginx_config
+    if where == "static":
+        text = text.split('location ~ "^/static/', 1)[1].split("\n    }", 1)[0]
+    assert re.search(rf"^\s*{re.escape(directive)}", text, re.M), directive
