@@ -2,7 +2,7 @@
 
 import os
 
-from flask import Flask, current_app, g, request
+from flask import Flask, abort, current_app, g, request
 from flask_wtf.csrf import CSRFProtect, ValidationError, same_origin, validate_csrf
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -21,6 +21,8 @@ class CSRFProtectAcrossKeyRotation(CSRFProtect):
             return
         if request.method not in current_app.config["WTF_CSRF_METHODS"]:
             return
+        if None in request.form:  # a multipart part without a name: Flask-WTF's token lookup would fail (500)
+            abort(400, "A field of the form has no name.")
         token, keys = self._get_csrf_token(), [None, *current_app.config["SECRET_KEY_FALLBACKS"]]
         for n, key in enumerate(keys):
             try:

@@ -2,12 +2,13 @@
 
 import os
 import re
+from contextlib import suppress
 from datetime import UTC, datetime
 
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 from wtforms import StringField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Length, ValidationError
 
 from .db import connection
 
@@ -22,17 +23,36 @@ def _strip(value):
     return value.strip() if isinstance(value, str) else value
 
 
-class TodoForm(FlaskForm):
+def _no_nul(form, field):
+    """Refuse a NUL character, which PostgreSQL cannot store in text."""
+    if field.data and "\x00" in field.data:
+        raise ValidationError("A todo cannot contain a NUL character.")
+
+
+class Form(FlaskForm):
+    """A FlaskForm that reads the posted form's fields only.
+
+    Flask-WTF would also read uploaded files and a JSON body, whose values need not be
+    strings (a file, a number, a list): a field would hold one, or the form fail to build (500).
+    """
+
+    class Meta:
+        def wrap_formdata(self, form, formdata):
+            """The request's form fields when it was submitted (POST), else none."""
+            return request.form if form.is_submitted() else None
+
+
+class TodoForm(Form):
     """The add-a-todo form (CSRF-protected by Flask-WTF)."""
 
     text = StringField(
         "Todo",
         filters=[_strip],
-        validators=[DataRequired("Write something to do."), Length(TEXT_MIN, TEXT_MAX)],
+        validators=[DataRequired("Write something to do."), Length(TEXT_MIN, TEXT_MAX), _no_nul],
     )
 
 
-class ActionForm(FlaskForm):
+class ActionForm(Form):
     """An empty form carrying only the CSRF token (toggle, delete)."""
 
 
@@ -48,11 +68,12 @@ def cursor(todo):
 
 
 def _parse_cursor(value):
-    """(created, id) of a cursor; 400 when it is not one."""
+    """(created, id) of a cursor; 400 when it is not one, or names no real time (month 13)."""
     found = CURSOR.match(value)
-    if not found:
-        abort(400, "That page link is not valid: go back to the first page.")
-    return datetime.strptime(found[1], "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC), int(found[2])
+    if found:
+        with suppress(ValueError):
+            return datetime.strptime(found[1], "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC), int(found[2])
+    abort(400, "That page link is not valid: go back to the first page.")
 
 
 def _page(before=None, after=None):
