@@ -10,31 +10,38 @@ hardening/sudoers.d/deploy-group.j2), scripts/release and scripts/rollback throu
 Only the Python standard library: it runs before any virtualenv exists.
 
 Pushed content never runs as root: <app>-build unpacks it, makes its virtualenv, installs
-its requirements (an sdist runs code while it builds) and compresses its static files;
-<app>, the app user, checks and migrates it. Root only switches ``current``, calls
+its requirements (an sdist runs code while it builds) and compresses its static files, each
+step in a transient systemd service that ends every process the step left behind; <app>,
+the app user, checks and migrates it. Root only seals a built release (root:<app>, writable
+by root alone, once no process of <app>-build is left), switches ``current``, calls
 supervisor and deletes old releases.
+
+Releases are ordered by the release history (/var/log/<app>/releases.log), never by their
+ids, whose times come from a clock (the server's, or a cluster's workstation's): list,
+rollback and prune all go by it (History).
 
 Commands:
   deploy --commit SHA [--ref REF] [--release ID] [--prepare]
         Build /srv/<app>/releases/<id> from a tar of the repo's app/ directory on standard
         input (``git archive COMMIT app``), check it, apply its migrations, switch
         /srv/<app>/current to it atomically, then roll the instances one at a time.
-        <id> is UTC time + short commit, e.g. 20261121-101502-dcb3499, so ids sort
-        by deploy time; --release gives it (every app host of a cluster builds the same id).
+        <id> is UTC time + short commit, e.g. 20261121-101502-dcb3499; --release gives
+        it (every app host of a cluster builds the same id).
         --prepare stops after the check: the release is kept, not migrated, not serving.
   migrate RELEASE
         Apply a prepared release's migrations (a cluster migrates once, on one app host).
   activate RELEASE
         Switch to a prepared release and roll the instances onto it, as deploy does.
   discard RELEASE
-        Remove a kept release that is not current.
+        Remove a kept release that is not current and that no instance runs.
   rollback [RELEASE]
-        Switch back to RELEASE, or to the newest kept release older than the current
-        one, and roll the instances. The database schema is left as it is.
+        Switch back to RELEASE, or to the release that served before the current one (by
+        the history), and roll the instances. The database schema is left as it is.
   restart
         Roll every instance onto the current release and its supervisor program
         config, one at a time (what provision runs when the program config changes).
-  list  The kept releases, newest first, the current one marked with "*".
+  list  The kept releases, newest first by the history, the current one marked with "*",
+        and the release a rollback goes to ("A rollback goes to: ID").
   rotate secret-key|database-password
         Replace a secret in /etc/<app>/<app>.env with no failed request (scripts/secrets).
         secret-key: two rolls of the instances, first with the new key accepted beside the
@@ -57,19 +64,27 @@ reaches a stopping or unhealthy instance and no client connection is closed.
 
 A failed step stops the command: a release that fails to build, check or migrate is
 removed and never served; one that fails while rolling is rolled back on the instances
-it reached and ``current`` is put back. Exit status: 0 done; 1 a step failed (named on
-stderr, the previous release keeps serving); 2 bad usage or another release running.
+it reached and ``current`` is put back. When putting it back fails too, the instances not
+yet put back stay on the new release, which is kept while any instance runs it, and the
+message names what each instance runs. Exit status: 0 done; 1 a step failed (named on
+stderr, with what serves); 2 bad usage or another release running.
 """
 
 import argparse
+import base64
 import fcntl
 import grp
+import gzip
+import hashlib
+import hmac
 import json
 import os
+import pwd
 import re
 import secrets
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -85,11 +100,13 @@ PACKAGE = "todo"
 
 
 class StepFailed(Exception):
-    """A release step failed; ``step`` names it, the message says why."""
+    """A release step failed; ``step`` names it, the message says why, and ``release`` is the
+    release it was making or activating once known (for the history), else None."""
 
     def __init__(self, step, reason):
         super().__init__(f"{step}: {reason}")
-        self.step = step
+        self.step, self.reason = step, reason
+        self.release = None
 
 
 class Clock:
@@ -109,16 +126,35 @@ class Clock:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
 
 
-def run(cmd, step, *, user=None, group=None, cwd=None, env=None, stdin=None, input=None, quiet=False):  # noqa: A002
-    """Run ``cmd`` (a list); raise StepFailed(step) with its output's tail when it fails.
+def run(
+    cmd,
+    step,
+    *,
+    user=None,
+    group=None,
+    isolate=False,
+    cwd=None,
+    env=None,
+    stdin=None,
+    input=None,  # noqa: A002
+    quiet=False,
+):
+    """Run ``cmd`` (a list) and return its output when ``quiet`` (else ""); raise StepFailed(step)
+    with the tail of its output when it exits non-zero.
 
-    ``user``: run as that user (runuser), ``group`` as its group. ``quiet``: capture output,
-    show it only on failure.
+    ``user``: run as that user (runuser), ``group`` as its group. ``isolate`` (with ``user``): in a
+    transient systemd service of its own instead (in_unit), which ends every process ``cmd``
+    leaves behind; ``cwd`` and ``env`` then go to the unit, and ``env`` is all of its environment
+    beyond what systemd gives ``user`` (nothing of root's). ``quiet``: capture the output, shown
+    only in the StepFailed.
     """
-    if user:
-        cmd = ["runuser", "-u", user, *(["-g", group] if group else []), "--", *cmd]
+    argv = cmd
+    if isolate:
+        argv, cwd, env = in_unit(cmd, user=user, group=group, cwd=cwd, env=env), None, None
+    elif user:
+        argv = ["runuser", "-u", user, *(["-g", group] if group else []), "--", *cmd]
     proc = subprocess.run(
-        cmd,
+        argv,
         cwd=cwd,
         env={**os.environ, **(env or {})},
         stdin=stdin,
@@ -130,8 +166,172 @@ def run(cmd, step, *, user=None, group=None, cwd=None, env=None, stdin=None, inp
     )
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout or "").strip().splitlines()[-15:])
-        raise StepFailed(step, f"`{' '.join(cmd)}` exited {proc.returncode}" + (f"\n{tail}" if tail else ""))
+        who = f" as {user}" if user else ""
+        raise StepFailed(step, f"`{' '.join(cmd)}`{who} exited {proc.returncode}" + (f"\n{tail}" if tail else ""))
     return proc.stdout or ""
+
+
+def in_unit(cmd, *, user, group=None, cwd=None, env=None):
+    """The systemd-run command line that runs ``cmd`` as ``user`` (group ``group``, default the
+    user's) in ``cwd``, in a transient service of its own, and waits until that unit is gone.
+
+    Its standard input, output and error are the caller's (--pipe), its exit status is ``cmd``'s
+    (--wait). Once ``cmd`` exits, systemd kills every process left in the unit's cgroup at once
+    (KillMode=control-group, KillSignal=SIGKILL; an unprivileged process cannot move itself out of
+    it), so when systemd-run returns nothing ``cmd`` started runs any more: an sdist runs code
+    while it builds, and a process it left behind could rewrite the release after its check.
+    The environment is what systemd gives ``user`` (HOME, PATH, ...) and ``env``; nothing gains
+    privileges through a set-user-id program (NoNewPrivileges). Needs the D-Bus system bus
+    (--wait): Debian's dbus. https://www.freedesktop.org/software/systemd/man/systemd-run.html
+    """
+    properties = {
+        "User": user, "Group": group or user, "WorkingDirectory": cwd, "UMask": "0022",
+        "KillMode": "control-group", "KillSignal": "SIGKILL", "NoNewPrivileges": "yes",
+    }  # fmt: skip
+    return [
+        "systemd-run", "--quiet", "--wait", "--pipe", "--collect", "--service-type=exec",
+        f"--description={user}: {' '.join(cmd)[:100]}",
+        *(f"--property={key}={value}" for key, value in properties.items() if value),
+        *(f"--setenv={key}={value}" for key, value in (env or {}).items()),
+        "--", *cmd,
+    ]  # fmt: skip
+
+
+def processes_of(uid):
+    """PIDs of the live processes (zombies aside) whose real, effective, saved or filesystem user id
+    is ``uid``, read from /proc."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = Path(entry.path, "status").read_text()
+        except OSError:  # it ended meanwhile
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if not fields.get("State", "").strip().startswith("Z") and str(uid) in fields.get("Uid", "").split():
+            pids.append(int(entry.name))
+    return pids
+
+
+def seal(path, gid, builder):
+    """Make the tree at ``path`` root's, group ``gid``, and writable by root alone: no write bit for
+    group or others and no set-id or sticky bit (a POSIX ACL's entries lose write with the group
+    bits, which are its mask), so its builder (uid ``builder``) can neither write it nor chmod it back.
+
+    Call it only once no process of the builder is left: one alive meanwhile could swap an entry
+    or keep a file open for writing. Even so the walk never follows a symlink: os.fwalk opens each
+    directory relative to its parent's descriptor and never descends into a symlink; a directory
+    changes through its descriptor, any other entry through the no-follow calls (a symlink gets
+    its own owner; it has no mode). Raises StepFailed("build") for an entry the builder does not
+    own (a hard link to another's file would carry the change to that file); OSError as it comes.
+    """
+    strip = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX | stat.S_IWGRP | stat.S_IWOTH
+    for top, dirs, files, dirfd in os.fwalk(path, follow_symlinks=False):
+        info = os.fstat(dirfd)
+        if info.st_uid != builder:
+            raise StepFailed("build", f"{top} is not the build user's (uid {info.st_uid}): not sealing it")
+        os.fchown(dirfd, 0, gid)
+        os.fchmod(dirfd, stat.S_IMODE(info.st_mode) & ~strip)
+        for name in [*dirs, *files]:  # dirs: symlinks to directories too (os.fwalk does not enter them)
+            info = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+            if stat.S_ISDIR(info.st_mode):
+                continue  # sealed through its own descriptor when the walk enters it
+            if info.st_uid != builder:
+                raise StepFailed("build", f"{top}/{name} is not the build user's (uid {info.st_uid}): not sealing it")
+            os.chown(name, 0, gid, dir_fd=dirfd, follow_symlinks=False)
+            if not stat.S_ISLNK(info.st_mode):
+                os.chmod(name, stat.S_IMODE(info.st_mode) & ~strip, dir_fd=dirfd, follow_symlinks=False)
+
+
+class History:
+    """The release history: one JSON line per command (/var/log/<app>/releases.log, and the copies
+    logrotate keeps beside it), and the order of releases it tells.
+
+    A release id names a time, but a clock's: the workstation's on a cluster, the server's on one
+    host, and two operators' clocks may disagree. So releases are ordered by what happened to
+    them here, never by their ids.
+    """
+
+    #: Actions that make a release (its place in the order is its first entry with one of them).
+    MAKES = ("deploy", "prepare", "activate")
+    #: Actions after which the release they name serves, when their outcome is ok.
+    SERVES = ("deploy", "activate", "rollback")
+
+    def __init__(self, path, clock):
+        self.path = path
+        self.clock = clock
+
+    def record(self, action, release, outcome, **extra):
+        """Append one JSON line: time, ``action``, ``release``, ``outcome``, seconds since the start,
+        the user who ran it, and ``extra``."""
+        entry = {
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "action": action,
+            "release": release,
+            "outcome": outcome,
+            "seconds": round(self.clock.elapsed(), 1),
+            "by": os.environ.get("SUDO_USER") or os.environ.get("USER") or "root",
+            **extra,
+        }
+        with self.path.open("a", encoding="utf-8") as log:
+            log.write(json.dumps(entry) + "\n")
+
+    def exists(self):
+        """True when the history has been written."""
+        return self.path.exists()
+
+    def entries(self):
+        """Every entry (a dict), oldest first: logrotate's copies (releases.log.N and .N.gz, the
+        highest N the oldest), then the live file. A line that is not a JSON object is skipped."""
+        copies = []
+        for copy in self.path.parent.glob(f"{self.path.name}.*"):
+            if number := re.fullmatch(rf"{re.escape(self.path.name)}\.(\d+)(\.gz)?", copy.name):
+                copies.append((int(number.group(1)), copy))
+        found = []
+        for path in [*(copy for _, copy in sorted(copies, reverse=True)), self.path]:
+            opener = gzip.open if path.suffix == ".gz" else open
+            try:
+                with opener(path, "rt", encoding="utf-8", errors="replace") as log:
+                    lines = log.read().splitlines()
+            except FileNotFoundError:
+                continue
+            for line in lines:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(entry, dict):
+                    found.append(entry)
+        return found
+
+    def made(self):
+        """{release: the index of its first entry that made it (deploy, prepare or activate, whatever
+        the outcome)}: the order in which releases came to this host."""
+        first = {}
+        for n, entry in enumerate(self.entries()):
+            if entry.get("action") in self.MAKES and isinstance(entry.get("release"), str):
+                first.setdefault(entry["release"], n)
+        return first
+
+    def served(self):
+        """The releases that served, oldest first, as a rollback walks back through them.
+
+        A deploy or activation that went well puts its release on top. A rollback that went well
+        goes back down to its release when the line holds it (the releases above it were rolled
+        back from: a later rollback does not return to them), else puts it on top. A failed
+        command changes nothing: what it tried never served (or was put back).
+        """
+        line = []
+        for entry in self.entries():
+            release, action = entry.get("release"), entry.get("action")
+            if entry.get("outcome") != "ok" or action not in self.SERVES or not isinstance(release, str):
+                continue
+            if action == "rollback" and release in line:
+                del line[len(line) - line[::-1].index(release) :]
+            elif not line or line[-1] != release:
+                line.append(release)
+        return line
 
 
 class Stack:
@@ -157,7 +357,7 @@ class Stack:
         self.database_query = urllib.parse.urlencode(query, safe="/")
         self.env_file = Path(f"/etc/{self.app}/{self.app}.env")
         self.run_dir = Path(f"/run/{self.app}")
-        self.history = Path(f"/var/log/{self.app}/releases.log")
+        self.history = History(Path(f"/var/log/{self.app}/releases.log"), clock)
         self.pip_cache = Path(f"/var/cache/{self.app}/build/pip")
         self.clock = clock
 
@@ -171,12 +371,40 @@ class Stack:
             return None
 
     def kept(self):
-        """Built release ids, oldest first."""
+        """Built release ids, by name (see ordered() for their order)."""
         if not self.releases.is_dir():
             return []
         return sorted(
             p.name for p in self.releases.iterdir() if RELEASE_ID.match(p.name) and (p / ".release.json").is_file()
         )
+
+    def ordered(self):
+        """Kept release ids, oldest first by the history: by where each was first made here (deploy,
+        prepare, activate). Releases the history does not name (an older server's, made before it
+        kept one, or older than its oldest copy) come first, by name: their ids are all there is."""
+        made = self.history.made()
+        return sorted(self.kept(), key=lambda release: (release in made, made.get(release, 0), release))
+
+    def rollback_target(self):
+        """The kept release a rollback goes to, or None: the one that served before the current one.
+
+        Walks the history's line of served releases (History.served) down from its top, the current
+        release (when the top is another one, the current one's switch is not written yet: prune
+        runs before its command's entry; or ``current`` was moved by hand), skipping releases no
+        longer kept; releases that were made but never served (a failed or prepared one) are not
+        on it. When the line holds none, the releases the history does not name (an older
+        server's) that come before the current one in ordered(): the newest of them.
+        """
+        current, kept, line = self.current(), set(self.kept()), self.history.served()
+        if line and line[-1] == current:
+            line = line[:-1]
+        for release in reversed(line):
+            if release in kept and release != current:
+                return release
+        order, made = self.ordered(), self.history.made()
+        older = order[: order.index(current)] if current in order else order
+        unnamed = [release for release in older if release not in made]
+        return unnamed[-1] if unnamed else None
 
     def metadata(self, release):
         """The release's .release.json; never through a symlink (the build user wrote it)."""
@@ -184,37 +412,68 @@ class Stack:
         with os.fdopen(fd, encoding="utf-8") as meta:
             return json.loads(meta.read())
 
-    def record(self, action, release, outcome, **extra):
-        """Append one JSON line to the release history (/var/log/<app>/releases.log)."""
-        entry = {
-            "time": datetime.now(UTC).isoformat(timespec="seconds"),
-            "action": action,
-            "release": release,
-            "outcome": outcome,
-            "seconds": round(self.clock.elapsed(), 1),
-            "by": os.environ.get("SUDO_USER") or os.environ.get("USER") or "root",
-            **extra,
-        }
-        with self.history.open("a", encoding="utf-8") as log:
-            log.write(json.dumps(entry) + "\n")
+    def running(self):
+        """{instance: the release its gunicorn master runs, or None when it is not running}.
+
+        Read from the process, not from ``current`` (which may have moved since it started):
+        supervisor's PID for the instance, and that process's working directory, its release
+        (gunicorn chdirs there: app/gunicorn.conf.py; `` (deleted)`` when it is gone); a working
+        directory elsewhere is given whole.
+        """
+        found = {}
+        for instance in self.instances:
+            try:
+                pid = subprocess.run(["supervisorctl", "pid", instance], capture_output=True, text=True).stdout.strip()
+            except OSError:  # no supervisor (yet): nothing runs
+                pid = ""
+            release = None
+            if pid.isdigit() and int(pid) > 0:
+                try:
+                    cwd = Path(os.readlink(f"/proc/{pid}/cwd").removesuffix(" (deleted)"))
+                    release = cwd.name if cwd.parent == self.releases else str(cwd)
+                except OSError:  # it ended meanwhile
+                    pass
+            found[instance] = release
+        return found
+
+    def remove(self, release, step):
+        """Delete the kept release ``release`` unless an instance runs it, and say which, as ``step``;
+        return the instances that run it (none: it was deleted, or could not be, which is said)."""
+        users = [instance for instance, running in self.running().items() if running == release]
+        if users:
+            self.clock.say(f"{step}: kept {release}: {', '.join(users)} still run{'s' if len(users) == 1 else ''} it")
+            return users
+        try:
+            shutil.rmtree(self.releases / release)
+            self.clock.say(f"{step}: removed {release}")
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            self.clock.say(f"{step}: could not remove {release}: {error}")
+        return []
 
     # --- Build, check, migrate ----------------------------------------------------------------
 
     def build(self, commit, ref, release=None):
-        """Unpack the app from standard input, make its virtualenv, gzip and brotli its static files, all as
-        the build user; return the release id: ``release`` when given (every app host of a cluster
-        builds the same one, so its static URLs resolve on each), else UTC now + the short commit."""
+        """Unpack the app from standard input, make its virtualenv, gzip and brotli its static files, all
+        as the build user, each step in a unit of its own (in_unit) that ends every process it left;
+        then make the release root's (seal). Return the release id: ``release`` when given (every app
+        host of a cluster builds the same one, so its static URLs resolve on each), else UTC now + the
+        short commit. StepFailed("build") when a step fails; the half-built release is removed."""
         stamp = datetime.now(UTC)
         release = release or f"{stamp:%Y%m%d-%H%M%S}-{commit[:7]}"
         path = self.releases / release
         if path.exists():
             raise StepFailed("build", f"{path} exists already (one release per commit per second)")
         self.clock.say(f"build: {release} from {commit[:12]} ({ref}), as {self.build_user}")
+        # In releases/, which is root's: the build user may fill this directory, never swap it.
         path.mkdir(mode=0o755)
         shutil.chown(path, self.build_user, self.build_user)
 
         def as_builder(cmd, **kwargs):
-            return run(cmd, "build", user=self.build_user, cwd=path, **kwargs)
+            if "input" not in kwargs:  # only the unpacking reads the archive
+                kwargs.setdefault("stdin", subprocess.DEVNULL)
+            return run(cmd, "build", user=self.build_user, isolate=True, cwd=path, **kwargs)
 
         try:
             unpack = ["tar", "-x", "--strip-components=1", "--no-same-owner", "--no-same-permissions", "-C", str(path)]
@@ -238,10 +497,43 @@ class Stack:
                 as_builder([*texts, "brotli", "-q", "11", "-k", "-f", "{}", "+"])
             meta = {"release": release, "commit": commit, "ref": ref, "built_at": stamp.isoformat(timespec="seconds")}
             as_builder(["sh", "-c", "umask 022 && cat > .release.json"], input=json.dumps(meta, indent=1) + "\n")
+            # Root takes the tree only with no process of the build user left to race it, and ends
+            # any that started meanwhile: one could hold a file it opened before its seal.
+            self.end_builder()
+            self.seal(path)
+            self.end_builder()
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)
             raise
         return release
+
+    def end_builder(self):
+        """Make sure no process of the build user runs. Each build step's unit ended what the step
+        left, so a process found here got out another way (a job it queued with a scheduler, say):
+        every process of the user is killed at once (kill(-1, SIGKILL) as the user, so nothing it
+        forks meanwhile survives). StepFailed("build") when some still run after 5 s."""
+        uid = pwd.getpwnam(self.build_user).pw_uid
+        pids = processes_of(uid)
+        if not pids:
+            return
+        self.clock.say(f"build: killing {len(pids)} process(es) of {self.build_user} left behind: {pids[:10]}")
+        deadline = time.monotonic() + 5
+        while pids:
+            if time.monotonic() > deadline:
+                raise StepFailed("build", f"processes of {self.build_user} outlived the build and do not end: {pids}")
+            kill_all = [sys.executable, "-I", "-c", "import os, signal; os.kill(-1, signal.SIGKILL)"]
+            subprocess.run(["runuser", "-u", self.build_user, "--", *kill_all], capture_output=True, check=False)
+            time.sleep(0.1)
+            pids = processes_of(uid)
+
+    def seal(self, path):
+        """Make the built release at ``path`` root:<app> and writable by root alone (seal()), so the
+        build user can no longer change it; prune and discard (root) still delete it."""
+        self.clock.say(f"build: sealing {path.name} (root:{self.app}, writable by root alone)")
+        try:
+            seal(path, grp.getgrnam(self.app).gr_gid, pwd.getpwnam(self.build_user).pw_uid)
+        except OSError as error:
+            raise StepFailed("build", f"sealing {path}: {error}") from error
 
     def check(self, release):
         """Import the app and validate gunicorn's config as the app user, as an instance would."""
@@ -351,7 +643,14 @@ class Stack:
         self.clock.say(f"roll: {instance}: healthy on {release}, open to nginx")
 
     def roll(self, release, previous):
-        """Roll every instance onto ``release``; on a failure, put ``previous`` back everywhere it went."""
+        """Roll every instance onto ``release``, one at a time; raise StepFailed when one fails.
+
+        On a failure ``previous`` goes back: ``current`` first, then the instances the roll
+        reached, the failed one first (it serves nothing now). When putting it back fails too,
+        stop there: the instances not yet put back keep running ``release``, healthy, rather than
+        meet the same failure, and the StepFailed says so. No ``previous`` (a first release):
+        raise at once.
+        """
         for n, instance in enumerate(self.instances):
             try:
                 self.roll_instance(instance, release)
@@ -360,8 +659,13 @@ class Stack:
                     raise
                 self.clock.say(f"FAILED {failed}; putting {previous} back")
                 self.switch(previous)
-                for reached in self.instances[: n + 1]:
-                    self.roll_instance(reached, previous)
+                for back in [instance, *self.instances[:n]]:
+                    try:
+                        self.roll_instance(back, previous)
+                    except StepFailed as again:
+                        self.clock.say(f"FAILED to put {previous} back on {back}: {again}; not putting it back further")
+                        raise StepFailed(failed.step, f"{failed.reason}; then putting {previous} back failed on "
+                                                      f"{back}: {again}") from again  # fmt: skip
                 raise
 
     def remove_programs(self):
@@ -409,15 +713,18 @@ class Stack:
         return release
 
     def prune(self):
-        """Keep the newest ``keep_releases`` releases, always counting the current one; delete the rest."""
-        releases, current = self.kept(), self.current()
-        keep = set(releases[-self.keep :])
-        if current and current not in keep:
-            keep = {current, *releases[-(self.keep - 1) :]} if self.keep > 1 else {current}
-        for release in releases:
+        """Keep ``keep_releases`` releases: the current one, the one a rollback goes to, and the
+        newest others by the history (ordered()); delete the rest, but never one an instance runs."""
+        order = self.ordered()
+        keep = [release for release in dict.fromkeys((self.current(), self.rollback_target())) if release]
+        for release in reversed(order):
+            if len(keep) >= self.keep:
+                break
             if release not in keep:
-                shutil.rmtree(self.releases / release)
-                self.clock.say(f"prune: removed {release}")
+                keep.append(release)
+        for release in order:
+            if release not in keep:
+                self.remove(release, "prune")
 
     def point_branch(self, commit):
         """Make the deploy branch of the push repository name the serving commit (after a rollback)."""
@@ -464,8 +771,9 @@ def deploy(stack, opts):
             stack.clock.say(f"prepared {release}: built and checked, not migrated, not serving")
             return release
         stack.migrate(release)
-    except StepFailed:
-        shutil.rmtree(stack.releases / release, ignore_errors=True)
+    except StepFailed as failed:
+        failed.release = release
+        stack.remove(release, "deploy")
         raise
     return activate_release(stack, release, previous)
 
@@ -496,41 +804,44 @@ def activate(stack, opts):
 
 
 def discard(stack, opts):
-    """Remove a kept release that is not current (a cluster's release that another host failed)."""
+    """Remove a kept release that is not current (a cluster's release that another host failed);
+    StepFailed when it is current or an instance still runs it (a put-back that failed)."""
     release = opts.release
     if release == stack.current():
         raise StepFailed("discard", f"{release} is current: roll back first")
-    if release in stack.kept():
-        shutil.rmtree(stack.releases / release)
-        stack.clock.say(f"discard: removed {release}")
+    if release in stack.kept() and (users := stack.remove(release, "discard")):
+        raise StepFailed("discard", f"{', '.join(users)} still run {release}: kept")
     return release
 
 
 def activate_release(stack, release, previous):
-    """Switch ``current`` to a built, checked and migrated release and roll the instances; on a
-    failure put ``previous`` back (none: remove the programs) and remove the release."""
+    """Switch ``current`` to a built, checked and migrated release and roll the instances, then prune;
+    on a failure put ``previous`` back (none: remove the programs) and remove the release, unless
+    an instance still runs it (putting back failed too: Stack.roll), and raise the StepFailed."""
     stack.switch(release)
     try:
         stack.roll(release, previous)
-    except StepFailed:
+    except StepFailed as failed:
+        failed.release = release
         if previous is None:  # the first release: nothing served before, nothing is current now
             stack.current_link.unlink()
             stack.remove_programs()
-        shutil.rmtree(stack.releases / release, ignore_errors=True)
+        stack.remove(release, failed.step)
         raise
     stack.prune()
     return release
 
 
 def rollback(stack, opts):
+    """Switch back to opts.release, or to the release that served before the current one (by the
+    history: Stack.rollback_target), and roll the instances; the schema stays."""
     current = stack.current()
     if opts.release:
         target = kept_release(stack, opts.release, "rollback")
     else:
-        older = [r for r in stack.kept() if current is None or r < current]
-        if not older:
-            raise StepFailed("rollback", f"no kept release older than {current}")
-        target = older[-1]
+        target = stack.rollback_target()
+        if target is None:
+            raise StepFailed("rollback", f"no kept release served before {current}")
     if target == current:
         stack.clock.say(f"rollback: {target} is already current")
         return target
@@ -550,6 +861,18 @@ def restart(stack, opts):
     return current
 
 
+def scram_verifier(password, rounds=4096):
+    """The SCRAM-SHA-256 verifier of ``password`` as PostgreSQL stores it (RFC 5802 and 7677; 4096
+    rounds and a 16-byte salt as PostgreSQL's src/common/scram-common.c); hex passwords need no
+    SASLprep. The same as deploy/tasks/postgresql.py's SCRAM_VERIFIER, which runs where this tool is not."""
+    salt = os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, rounds)
+    client, server = (hmac.new(salted, name, "sha256").digest() for name in (b"Client Key", b"Server Key"))
+    stored = hashlib.sha256(client).digest()
+    b64 = base64.b64encode
+    return f"SCRAM-SHA-256${rounds}:{b64(salt).decode()}${b64(stored).decode()}:{b64(server).decode()}"
+
+
 def rotate(stack, opts):
     env = stack.read_env()
     if opts.secret == "secret-key":
@@ -564,7 +887,9 @@ def rotate(stack, opts):
     idle = stack.app if current != stack.app else f"{stack.app}_b"
     password = secrets.token_hex(24)
     stack.clock.say(f"rotate: a new password for {idle} (the instances log in as {current})")
-    stack.psql(f"ALTER ROLE {idle} WITH LOGIN PASSWORD '{password}';", "rotate")
+    # Its SCRAM verifier, never the password: the statement shows in pg_stat_activity (pg_monitor)
+    # and in the log (log_statement=ddl).
+    stack.psql(f"ALTER ROLE {idle} WITH LOGIN PASSWORD '{scram_verifier(password)}';", "rotate")
     env["TODO_DATABASE_USER"], env["TODO_DATABASE_PASSWORD"] = idle, password
     stack.write_env(env)
     release = stack.roll_all(f"they log in as {idle} from now on")
@@ -578,18 +903,32 @@ def rotate(stack, opts):
 
 
 def list_releases(stack):
+    """Print the kept releases, newest first by the history (Stack.ordered), the current one marked
+    ``*``; the release a rollback goes to; and the last five actions."""
     current = stack.current()
     print(f"  {'RELEASE':<31} {'COMMIT':<12} {'BUILT (UTC)':<26} REF")
-    for release in reversed(stack.kept()):
+    for release in reversed(stack.ordered()):
         meta = stack.metadata(release)
         mark = "*" if release == current else " "
         print(f"{mark} {release:<31} {meta['commit'][:12]:<12} {meta['built_at']:<26} {meta.get('ref', '')}")
+    target = stack.rollback_target()
+    print(f"\nA rollback goes to: {target} (it served before the current one)" if target else
+          "\nA rollback goes to: none (no kept release served before the current one)")  # fmt: skip
     if stack.history.exists():
         print("\nLast actions (newest last):")
-        for line in stack.history.read_text().splitlines()[-5:]:
-            e = json.loads(line)
-            release = e["release"] or "-"
-            print(f"  {e['time']}  {e['action']:<8} {release:<31} {e['outcome']:<7} {e['seconds']} s  by {e['by']}")
+        for e in stack.history.entries()[-5:]:
+            release = e.get("release") or "-"
+            print(f"  {e.get('time')}  {e.get('action'):<8} {release:<31} {e.get('outcome'):<7} {e.get('seconds')} s"
+                  f"  by {e.get('by')}")  # fmt: skip
+
+
+def what_serves(current, running):
+    """In words: "X is serving" when every instance runs the current release X (or none runs and none
+    is current), else what each instance of ``running`` (Stack.running) runs and which is current."""
+    if all(release == current for release in running.values()):
+        return f"{current or 'no release'} is serving"
+    each = ", ".join(f"{name} runs {release}" if release else f"{name} is down" for name, release in running.items())
+    return f"{each}; {current or 'no release'} is current"
 
 
 def main(argv=None):
@@ -640,14 +979,14 @@ def main(argv=None):
     try:
         release = action(stack, opts)
     except StepFailed as failed:
-        serving = stack.current()
+        serving, running = stack.current(), stack.running()
         clock.say(f"FAILED at step {failed.step}: {failed}")
-        print(f"{opts.command} failed at step '{failed.step}'; {serving or 'no release'} is serving.", file=sys.stderr)
+        print(f"{opts.command} failed at step '{failed.step}'; {what_serves(serving, running)}.", file=sys.stderr)
         commit = getattr(opts, "commit", None)
-        stack.record(command, getattr(opts, "release", None), "failed", step=failed.step, serving=serving,
-                     commit=commit)  # fmt: skip
+        stack.history.record(command, failed.release or getattr(opts, "release", None), "failed", step=failed.step,
+                             serving=serving, instances=running, commit=commit)  # fmt: skip
         return 1
-    stack.record(command, release, "ok", previous=before)
+    stack.history.record(command, release, "ok", previous=before)
     if command in ("prepare", "migrate", "discard"):
         clock.say(f"done: {command} {release}; {stack.current() or 'no release'} is serving ({clock.elapsed():.1f} s)")
     else:

@@ -23,8 +23,9 @@ def packages(s):
         # Brotli beside gzip: nginx's modules (on the fly, precompressed).
         wanted += ["nginx", "libnginx-mod-http-brotli-filter", "libnginx-mod-http-brotli-static"]
     if "app" in s["roles"]:
-        # The release's compressor (its .br copies) and what the instances run on.
-        wanted += ["brotli", "supervisor", "python3-venv", "libpq5", "git"]
+        # The release's compressor (its .br copies) and what the instances run on; dbus for the
+        # release tool's systemd-run --wait (each build step a transient unit, ended with it).
+        wanted += ["brotli", "supervisor", "python3-venv", "libpq5", "git", "dbus"]
     if "db" in s["roles"]:
         wanted += [f"postgresql-{s['postgresql_version']}"]
     apt.packages(

@@ -2,6 +2,7 @@
 
 import json
 import re
+import shlex
 
 import pytest
 
@@ -256,10 +257,13 @@ def test_deploy_group_may_run_only_the_release_steps_rollback_and_list(host, app
     assert rules == [f"%{app_name}-deploy ALL=(root) NOPASSWD: {app_name.upper()}_RELEASE"]
 
 
-def test_releases_are_built_by_the_build_user_and_not_writable_by_the_app(host, app_name):
+def test_releases_once_built_are_writable_by_neither_the_build_user_nor_the_app(host, app_name):
+    """Built by the build user, then sealed: root's, group the app's, writable by root alone."""
     release = host.file(f"/srv/{app_name}/current").linked_to
-    assert host.file(release).user == f"{app_name}-build"
-    assert host.run(f"runuser -u {app_name} -- test -w {release}/todo/__init__.py").rc != 0
+    assert (host.file(release).user, host.file(release).group) == ("root", app_name)
+    for user in (f"{app_name}-build", app_name):
+        writable = f"find {release} -writable -print -quit"
+        assert host.check_output(f"runuser -u {user} -s /bin/sh -- -c {shlex.quote(writable)}") == ""
     assert host.user(f"{app_name}-build").shell == "/usr/sbin/nologin"
 
 

@@ -6,6 +6,8 @@ module ends by releasing this repo's HEAD again, so the machine serves it afterw
 """
 
 import os
+import re
+import shlex
 import subprocess
 
 import pytest
@@ -84,3 +86,27 @@ def release(clone, *args):
         text=True,
         check=False,
     )
+
+
+def release_tool(app, *args, clone=None, commit=None):
+    """Run the machine's release tool (/usr/local/sbin/<app>-release ARGS) through ``sudo -n`` over a
+    new SSH login, as a cluster release does; with ``commit``, the archive of ``clone``'s app/ at
+    that commit on its standard input. Return the CompletedProcess (text)."""
+    archive = None
+    if commit:
+        archive = subprocess.run(["git", "archive", "--format=tar", commit, "app"], cwd=clone.path,
+                                 capture_output=True, check=True).stdout  # fmt: skip
+    ssh = ["ssh", "-F", SSH_CONFIG, "-o", "ControlPath=none", "default"]
+    # ssh joins its arguments into one command line for the remote shell: quote each one.
+    tool = ["sudo", "-n", f"/usr/local/sbin/{app}-release", *map(shlex.quote, args)]
+    done = subprocess.run([*ssh, *tool], input=archive, capture_output=True, check=False)
+    return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(), done.stderr.decode())
+
+
+def listed(host, app):
+    """What the release tool's ``list`` says: (the kept release ids, newest first as it orders them,
+    the release a rollback goes to or None)."""
+    out = host.check_output(f"/usr/local/sbin/{app}-release list")
+    ids = [line[2:].split()[0] for line in out.splitlines() if re.match(r"^[* ] \d{8}-\d{6}-", line)]
+    target = re.search(r"^A rollback goes to: (\d{8}-\d{6}-\w+)", out, re.M)
+    return ids, target.group(1) if target else None

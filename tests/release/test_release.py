@@ -17,7 +17,7 @@ import requests
 from tests import helpers
 from tests.helpers import query
 from tests.load import Load
-from tests.release.conftest import release
+from tests.release.conftest import listed, release, release_tool
 
 pytestmark = pytest.mark.destructive
 
@@ -215,14 +215,63 @@ def test_git_push_to_another_branch_is_refused(clone):
     assert result.returncode != 0 and "only pushes to main are released" in result.stderr
 
 
-def test_pruning_keeps_five_releases_and_the_current_one(clone, host):
-    for n in range(max(0, 6 - len(kept(host)))):
+def keep_releases(host, app_name):
+    """How many releases the machine's release tool keeps (keep_releases in its settings)."""
+    return int(json.loads(host.check_output(f"cat /etc/{app_name}/release.json"))["keep_releases"])
 
-        def touch(tree, n=n):
-            Path(tree, "app/todo/static/prune.txt").write_text(f"prune {n}\n")
 
-        result = release(clone, clone.commit(f"app: prune {n}", touch))
+def _touch(n):
+    """A change to the tree: a static file that says ``n``."""
+
+    def change(tree):
+        Path(tree, "app/todo/static/prune.txt").write_text(f"prune {n}\n")
+
+    return change
+
+
+def release_until_kept(clone, host, count):
+    """Release changed commits until at least ``count`` releases are kept."""
+    n = 0
+    while len(kept(host)) < count:
+        result = release(clone, clone.commit(f"app: prune {n}", _touch(n)))
         assert result.returncode == 0, result.stdout + result.stderr
-    releases = kept(host)
-    assert len(releases) == 5
-    assert current(host) == releases[-1]
+        n += 1
+
+
+def test_pruning_keeps_five_releases_and_the_current_one(clone, host, app_name):
+    """The current release is kept even when it is not among the newest: with one release more
+    than keep_releases kept (a prepared one, the newest), activating the oldest prunes one."""
+    keep = keep_releases(host, app_name)
+    release_until_kept(clone, host, keep)
+    oldest = listed(host, app_name)[0][-1]
+    commit = clone.commit("app: prepared, never served", _touch("prepared"))
+    prepared = release_tool(app_name, "deploy", "--commit", commit, "--prepare", clone=clone, commit=commit)
+    assert prepared.returncode == 0, prepared.stdout[-3000:] + prepared.stderr[-3000:]
+    newest = next(r for r in kept(host) if r.endswith(commit[:7]))
+    try:
+        assert len(kept(host)) > keep, "one more release than it keeps: activating prunes one"
+        activated = host.run(f"/usr/local/sbin/{app_name}-release activate {oldest}")
+        assert activated.rc == 0, activated.stdout[-3000:] + activated.stderr[-3000:]
+        releases = kept(host)
+        assert len(releases) == keep
+        assert current(host) == oldest and oldest in releases
+        assert newest in releases
+    finally:
+        host.run(f"/usr/local/sbin/{app_name}-release discard {newest}")
+
+
+def test_pruning_keeps_the_release_a_rollback_goes_to(clone, host, app_name):
+    """Rolled back to the oldest kept release, then a new release: the oldest is not among the
+    newest keep_releases, but it served before the new one, so it is kept and a rollback goes there."""
+    keep = keep_releases(host, app_name)
+    release_until_kept(clone, host, keep)
+    oldest = listed(host, app_name)[0][-1]
+    if current(host) != oldest:
+        rolled = release(clone, "--rollback", oldest)
+        assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    result = release(clone, clone.commit("app: after a rollback", _touch("after a rollback")))
+    assert result.returncode == 0, result.stdout + result.stderr
+    releases, target = listed(host, app_name)
+    assert len(releases) == keep, releases
+    assert oldest in releases, "the release a rollback goes to was pruned"
+    assert target == oldest
