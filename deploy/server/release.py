@@ -807,6 +807,8 @@ def discard(stack, opts):
     """Remove a kept release that is not current (a cluster's release that another host failed);
     StepFailed when it is current or an instance still runs it (a put-back that failed)."""
     release = opts.release
+    if not RELEASE_ID.match(release):
+        raise StepFailed("discard", f"{release!r} is not a release id (YYYYMMDD-HHMMSS-<commit>)")
     if release == stack.current():
         raise StepFailed("discard", f"{release} is current: roll back first")
     if release in stack.kept() and (users := stack.remove(release, "discard")):

@@ -32,25 +32,34 @@ def deployer(host, app_name):
 @pytest.mark.parametrize(
     "attempt",
     [
-        "sudo -n /usr/local/sbin/{app}-release --config /tmp/evil.json list",  # settings naming app "root"
-        "sudo -n /usr/local/sbin/{app}-release restart",  # not a deployer's command
-        "sudo -n /usr/local/sbin/{app}-release deploy --commit {sha} --ref x --config /tmp/evil.json",
-        "sudo -n /usr/local/sbin/{app}-release deploy --commit {sha} --ref x --archive /etc/shadow",
+        # What sudo's rule lets through (its wildcards: deploy --commit *, rollback *, migrate *,
+        # activate *, discard *): every release id the tool takes is checked against those it keeps.
+        "sudo -n {tool} discard ../../../etc",
+        "sudo -n {tool} discard {current}",  # the serving release
+        "sudo -n {tool} rollback ../../../tmp",
+        "sudo -n {tool} activate /etc",
+        "sudo -n {tool} migrate ../../../tmp/x",
+        "sudo -n {tool} deploy --commit {sha} --ref x --release ../../../tmp/x",
+        "sudo -n {tool} deploy --commit {sha} --ref 'x\"; id; \"' --release 20000101-000000-0000000",
+        "sudo -n {tool} deploy --commit $(id) --ref x",
+        # What sudo's rule refuses.
+        "sudo -n {tool} list --verbose",
+        "sudo -n {tool} restart",  # not a deployer's command
+        "sudo -n {tool} rotate secret-key",
         "sudo -n /bin/sh -c id",
         "sudo -n -u {app} id",
     ],
 )
 def test_deploy_group_cannot_pass_its_way_to_root(host, app_name, deployer, attempt):
-    """Each attempt is refused (by sudo, or by the tool before it reads anything), and runs nothing."""
-    host.check_output('echo \'{"app_name": "root"}\' > /tmp/evil.json')
-    try:
-        releases = host.check_output(f"ls /srv/{app_name}/releases")
-        result = deployer(attempt.format(app=app_name, sha="0" * 40) + " </dev/null")
-        assert result.rc != 0, result.stdout
-        assert "uid=0" not in result.stdout
-        assert host.check_output(f"ls /srv/{app_name}/releases") == releases
-    finally:
-        host.run("rm -f /tmp/evil.json")
+    """Each attempt is refused (by sudo, or by the tool before it changes anything), and runs nothing."""
+    releases = host.check_output(f"ls /srv/{app_name}/releases")
+    current = host.file(f"/srv/{app_name}/current").linked_to.rsplit("/", 1)[1]
+    command = attempt.format(app=app_name, tool=f"/usr/local/sbin/{app_name}-release", sha="0" * 40, current=current)
+    result = deployer(command + " </dev/null")
+    assert result.rc != 0, result.stdout
+    assert "uid=0" not in result.stdout + result.stderr
+    assert host.check_output(f"ls /srv/{app_name}/releases") == releases
+    assert host.file(f"/srv/{app_name}/current").linked_to.rsplit("/", 1)[1] == current
 
 
 @pytest.mark.parametrize(
