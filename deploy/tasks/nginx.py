@@ -138,6 +138,15 @@ def nginx(s):
         reloaded=True,
         _if=lambda: any(op.did_change() for op in changed),
     )
+    # A cache keeps what older rules let in (an API answer cached for minutes by a drifted
+    # config): rules that changed start from empty caches. As www-data, whose directories they
+    # are; after the reload, so the workers of the old rules no longer fill them.
+    for path, owner, _, what in caches[1:]:
+        server.shell(
+            name=f"Empty {what} ({path}): nginx's configuration changed.",
+            commands=[f"runuser -u {owner} -- find {path} -mindepth 1 -delete"],
+            _if=lambda: any(op.did_change() for op in changed),
+        )
     systemd.service(name="Ensure nginx is running and enabled.", service="nginx", running=True, enabled=True)
     systemd.service(
         name="Restart nginx: its unit's drop-in (sandbox) changed, which a reload does not apply.",

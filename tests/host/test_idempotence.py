@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from tests.conftest import REPO
-from tests.helpers import OTHER_CLIENT, connects, wait_until
+from tests.helpers import MACHINE, OTHER_CLIENT, connects, new_session, wait_until
 
 #: What scripts/provision is pointed at for the re-run (local machine by default).
 TARGET = os.environ.get("TODO_PROVISION_TARGET", "local")
@@ -183,3 +183,15 @@ def test_a_broken_config_the_run_did_not_change_fails_every_run(host, path, text
     finally:
         host.check_output(f"rm -f {path}")
     assert grand_total(provision())[1] == 0
+
+
+@pytest.mark.destructive
+def test_provisioning_that_changes_nginxs_rules_empties_its_caches(host, app_name):
+    """What older rules let into a cache does not outlive them: a drifted site put back by
+    provisioning leaves the API's microcache empty."""
+    cache = f"/var/cache/nginx/{app_name}-api"
+    assert new_session(MACHINE).get(f"https://{MACHINE}/api/todos", timeout=10).status_code == 200
+    assert host.check_output(f"find {cache} -type f | wc -l") != "0", "nothing was cached: no proof"
+    host.check_output(f"echo '# drift' >> /etc/nginx/sites-available/{app_name}.conf")
+    provision()
+    assert host.check_output(f"find {cache} -type f | wc -l") == "0"
