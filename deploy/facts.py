@@ -167,22 +167,27 @@ class FileText(FactBase):
 
 
 #: What each service would load at its next start, checked with the service's own parser; prints one
-#: line per problem. nginx: ``nginx -t``; supervisor: supervisord's own parse of its config and
-#: every program file (supervisor.options.ServerOptions, what ``supervisord -c`` runs first);
-#: systemd: ``systemd-analyze verify`` of every unit the stack writes and every unit it gives a
-#: drop-in (a template unit through an instance of it), which exits 0 on an unknown key or a bad
-#: value, so any line it prints is a problem.
+#: line per problem. nginx: ``nginx -t`` (its warnings count only when it fails); supervisor:
+#: supervisord's own parse of its config and every program file (supervisor.options.ServerOptions,
+#: what ``supervisord -c`` runs first); systemd: ``systemd-analyze verify`` of every unit the stack
+#: writes and every unit it gives a drop-in (a template through an instance of it). verify exits 0 on
+#: an unknown key or a bad value, so a line it prints is a problem when it names one of those units or
+#: their files (another unit's notice, a dependency's on a real server, is not the stack's).
 LOAD_CHECK = r"""
 cd /
-if command -v nginx >/dev/null; then nginx -t -q 2>&1 | sed 's/^/nginx -t: /'; fi
+if command -v nginx >/dev/null; then out=$(nginx -t -q 2>&1) || printf '%s\n' "$out" | sed 's/^/nginx -t: /'; fi
 if [ -f /etc/supervisor/supervisord.conf ]; then
-  python3 -c 'import supervisor.options as s; s.ServerOptions().realize(["-c", "/etc/supervisor/supervisord.conf"])' \
-    2>&1 | sed 's/^/supervisor: /'
+  out=$(python3 -c 'import sys, supervisor.options as s; s.ServerOptions().realize(sys.argv[1:])' \
+    -c /etc/supervisor/supervisord.conf 2>&1) || printf '%s\n' "$out" | sed 's/^/supervisor: /'
 fi
 units=$(for f in /etc/systemd/system/*.d/{app}.conf /etc/systemd/system/{app}-*.service \
-  /etc/systemd/system/{app}-*.timer; do [ -e "$f" ] || continue; u=${{f%.d/{app}.conf}}; basename "$u"; done |
-  sed 's/@\./@check./')
-[ -z "$units" ] || systemd-analyze verify --man=no $units 2>&1 | sed 's/^/systemd-analyze verify: /'
+  /etc/systemd/system/{app}-*.timer; do [ -e "$f" ] || continue; u=${{f%.d/{app}.conf}}; basename "$u"; done)
+if [ -n "$units" ]; then
+  patterns=$(for u in $units; do
+    printf '%s\n' "/etc/systemd/system/$u" "$u:" "$(echo "$u" | sed 's/@\./@check./'):"; done)
+  systemd-analyze verify --man=no --recursive-errors=no $(echo "$units" | sed 's/@\./@check./') 2>&1 |
+    grep -F "$patterns" | sed 's/^/systemd-analyze verify: /'
+fi
 """
 
 

@@ -215,16 +215,26 @@ def query(host, sql):
     return host.check_output(f'runuser -u postgres -- psql -d {APP} -Atc "{sql}"')
 
 
+#: in_cgroup's exit status when the process could not join the unit's cgroup.
+NOT_IN_CGROUP = 99
+#: connect()'s exit status when the connection is refused or times out (a filter's drop is a timeout).
+NOT_CONNECTED = 3
+
+
 def in_cgroup(host, unit, command):
-    """Run ``command`` (a shell string) as root inside ``unit``'s cgroup (cgroup v2); its exit status."""
+    """Run ``command`` (a shell string) as root inside ``unit``'s cgroup (cgroup v2); its exit status,
+    or NOT_IN_CGROUP when joining the cgroup failed."""
     procs = f"/sys/fs/cgroup/system.slice/{unit}/cgroup.procs"
-    inner = f"echo $$ > {procs} && exec {command}"
+    inner = f"echo $$ > {procs} || exit {NOT_IN_CGROUP}; exec {command}"
     return host.run(f"timeout 30 sh -c {shlex.quote(inner)}").rc
 
 
 def connect(address, port):
-    """A command that exits 0 when a TCP connection to ``address``:``port`` is made within 3 s."""
-    return f"python3 -c \"import socket; socket.create_connection(('{address}', {port}), 3)\""
+    """A command that exits 0 when a TCP connection to ``address``:``port`` is made within 3 s, and
+    NOT_CONNECTED when it is refused or times out (anything else is another exit status)."""
+    script = (f"import socket, sys\ntry: socket.create_connection(('{address}', {port}), 3)\n"
+              f"except OSError: sys.exit({NOT_CONNECTED})")  # fmt: skip
+    return f"python3 -c {shlex.quote(script)}"
 
 
 def raw_request(target, headers=None, address=MACHINE):

@@ -218,27 +218,34 @@ def seal(path, gid, builder):
     """Make the tree at ``path`` root's, group ``gid``, and writable by root alone: no write bit for
     group or others and no set-id or sticky bit (a POSIX ACL's entries lose write with the group
     bits, which are its mask), so its builder (uid ``builder``) can neither write it nor chmod it back.
+    Entries already root's are sealed again as they are (a seal that stopped half-way, or a second one).
 
     Call it only once no process of the builder is left: one alive meanwhile could swap an entry
     or keep a file open for writing. Even so the walk never follows a symlink: os.fwalk opens each
     directory relative to its parent's descriptor and never descends into a symlink; a directory
     changes through its descriptor, any other entry through the no-follow calls (a symlink gets
-    its own owner; it has no mode). Raises StepFailed("build") for an entry the builder does not
-    own (a hard link to another's file would carry the change to that file); OSError as it comes.
+    its own owner; it has no mode). Raises StepFailed("build") for an entry neither the builder's nor
+    root's, or a file of the builder's with another link (a hard link to another's file, or one the
+    builder keeps elsewhere, would carry the change there); OSError as it comes.
     """
     strip = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX | stat.S_IWGRP | stat.S_IWOTH
+
+    def refuse(where, info):
+        raise StepFailed("build", f"{where} is neither the build user's nor root's (uid {info.st_uid}), or a "
+                                  f"file of the build user's with {info.st_nlink} links: not sealing it")  # fmt: skip
+
     for top, dirs, files, dirfd in os.fwalk(path, follow_symlinks=False):
         info = os.fstat(dirfd)
-        if info.st_uid != builder:
-            raise StepFailed("build", f"{top} is not the build user's (uid {info.st_uid}): not sealing it")
+        if info.st_uid not in (builder, 0):
+            refuse(top, info)
         os.fchown(dirfd, 0, gid)
         os.fchmod(dirfd, stat.S_IMODE(info.st_mode) & ~strip)
         for name in [*dirs, *files]:  # dirs: symlinks to directories too (os.fwalk does not enter them)
             info = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
             if stat.S_ISDIR(info.st_mode):
                 continue  # sealed through its own descriptor when the walk enters it
-            if info.st_uid != builder:
-                raise StepFailed("build", f"{top}/{name} is not the build user's (uid {info.st_uid}): not sealing it")
+            if info.st_uid not in (builder, 0) or (info.st_uid == builder and info.st_nlink > 1):
+                refuse(f"{top}/{name}", info)
             os.chown(name, 0, gid, dir_fd=dirfd, follow_symlinks=False)
             if not stat.S_ISLNK(info.st_mode):
                 os.chmod(name, stat.S_IMODE(info.st_mode) & ~strip, dir_fd=dirfd, follow_symlinks=False)
@@ -483,6 +490,10 @@ class Stack:
                     raise StepFailed("build", f"the archive has no app/{required}")
             as_builder(["python3", "-m", "venv", str(path / "venv")], quiet=True)
             self.clock.say("build: installing hash-pinned requirements")
+            # Wheels pip built from sdists are cached under a key the build user could forge: a
+            # build's code could plant one for a later build. Downloads stay cached: their hashes
+            # are checked (--require-hashes).
+            as_builder(["rm", "-rf", "--", str(self.pip_cache / "wheels")])
             as_builder(
                 [str(path / "venv/bin/pip"), "install", "--quiet", "--disable-pip-version-check", "--no-deps",
                  "--require-hashes", "-r", "requirements.txt"],
@@ -529,11 +540,11 @@ class Stack:
     def seal(self, path):
         """Make the built release at ``path`` root:<app> and writable by root alone (seal()), so the
         build user can no longer change it; prune and discard (root) still delete it."""
-        self.clock.say(f"build: sealing {path.name} (root:{self.app}, writable by root alone)")
+        self.clock.say(f"seal: {path.name} (root:{self.app}, writable by root alone)")
         try:
             seal(path, grp.getgrnam(self.app).gr_gid, pwd.getpwnam(self.build_user).pw_uid)
         except OSError as error:
-            raise StepFailed("build", f"sealing {path}: {error}") from error
+            raise StepFailed("seal", f"sealing {path}: {error}") from error
 
     def check(self, release):
         """Import the app and validate gunicorn's config as the app user, as an instance would."""
@@ -563,8 +574,24 @@ class Stack:
             quiet=True,
         )  # fmt: skip
 
+    def unsealed(self):
+        """Kept releases the build user still owns (built by a release tool from before sealing, or
+        killed between its build and its seal)."""
+        builder = pwd.getpwnam(self.build_user).pw_uid
+        return [release for release in self.kept() if (self.releases / release).lstat().st_uid == builder]
+
+    def seal_kept(self):
+        """Seal every kept release the build user still owns, once no process of its is left."""
+        if unsealed := self.unsealed():
+            self.end_builder()
+            for release in unsealed:
+                self.seal(self.releases / release)
+            self.end_builder()
+
     def switch(self, release):
-        """Point ``current`` at ``release`` with one atomic rename."""
+        """Point ``current`` at ``release`` with one atomic rename; a release still the build user's is
+        sealed first (Stack.seal_kept): nothing serves code the build user can change."""
+        self.seal_kept()
         self.clock.say(f"switch: current -> releases/{release}")
         tmp = self.srv / "current.new"
         tmp.unlink(missing_ok=True)
@@ -845,7 +872,12 @@ def rollback(stack, opts):
         if target is None:
             raise StepFailed("rollback", f"no kept release served before {current}")
     if target == current:
-        stack.clock.say(f"rollback: {target} is already current")
+        # After a put-back that failed, some instances may still run another release: roll those.
+        others = [name for name, runs in stack.running().items() if runs != current]
+        stack.clock.say(f"rollback: {target} is already current" + (f"; rolling {', '.join(others)} onto it"
+                                                                     if others else ""))  # fmt: skip
+        for instance in others:
+            stack.roll_instance(instance, current)
         return target
     stack.clock.say(f"rollback: {current} -> {target} (the database schema stays as it is)")
     stack.switch(target)
@@ -950,6 +982,7 @@ def main(argv=None):
     r = commands.add_parser("rollback", help="back to the previous or a named release")
     r.add_argument("release", nargs="?")
     commands.add_parser("restart", help="roll every instance onto the current release")
+    commands.add_parser("seal", help="seal every kept release the build user still owns (provisioning)")
     commands.add_parser("list", help="kept releases, the current one marked *")
     rot = commands.add_parser("rotate", help="replace a secret with no failed request")
     rot.add_argument("secret", choices=["secret-key", "database-password"])
@@ -974,6 +1007,9 @@ def main(argv=None):
     except BlockingIOError:
         print(f"{NAME}-release: another release is running (lock {lock_path})", file=sys.stderr)
         return 2
+    if opts.command == "seal":
+        stack.seal_kept()
+        return 0
     action = {"deploy": deploy, "rollback": rollback, "restart": restart, "rotate": rotate, "migrate": migrate,
               "activate": activate, "discard": discard}[opts.command]  # fmt: skip
     before = stack.current()

@@ -15,6 +15,6 @@ def loads(s):
     check = LOAD_CHECK.format(app=s["app_name"])
     server.shell(
         name="Check what nginx, supervisor and systemd would load at their next start.",
-        commands=[f'problems=$({check}); [ -z "$problems" ] || {{ echo "$problems" >&2; exit 1; }}'],
+        commands=[f'problems=$({check}); [ -z "$problems" ] || {{ printf "%s\\n" "$problems" >&2; exit 1; }}'],
         _if=lambda: bool(host.get_fact(LoadProblems, app=s["app_name"])),
     )

@@ -140,11 +140,12 @@ def nginx(s):
     )
     # A cache keeps what older rules let in (an API answer cached for minutes by a drifted
     # config): rules that changed start from empty caches. As www-data, whose directories they
-    # are; after the reload, so the workers of the old rules no longer fill them.
+    # are; after the reload, so the workers of the old rules no longer fill them. Files only, and
+    # any nginx removes or renames meanwhile passed over (its cache manager works there too).
     for path, owner, _, what in caches[1:]:
         server.shell(
             name=f"Empty {what} ({path}): nginx's configuration changed.",
-            commands=[f"runuser -u {owner} -- find {path} -mindepth 1 -delete"],
+            commands=[f"runuser -u {owner} -- find {path} -ignore_readdir_race -type f -delete"],
             _if=lambda: any(op.did_change() for op in changed),
         )
     systemd.service(name="Ensure nginx is running and enabled.", service="nginx", running=True, enabled=True)

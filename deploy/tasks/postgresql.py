@@ -99,7 +99,10 @@ def postgresql(s, secrets):
         # pg_stat_activity and logged by log_statement=ddl. The password is read from the
         # environment (never a process's arguments); printf is a shell builtin.
         commands=[
-            f"set -a && . {s['env_file']} && set +a && verifier=$(python3 -c {shlex.quote(SCRAM_VERIFIER)}) && "
+            # The file's variables stay unexported (psql, as postgres, gets none of them); python3
+            # alone gets the password, in its environment.
+            f'. {s["env_file"]} && verifier=$(TODO_DATABASE_PASSWORD="$TODO_DATABASE_PASSWORD" '
+            f"python3 -c {shlex.quote(SCRAM_VERIFIER)}) && "
             "printf \"ALTER ROLE %s WITH LOGIN PASSWORD '%s';\\n\" "
             f'"${{TODO_DATABASE_USER:-{app}}}" "$verifier" | runuser -u postgres -- psql -q -v ON_ERROR_STOP=1'
         ],

@@ -3,7 +3,7 @@ itself is scripts/provision's last step: scripts/release --if-none)."""
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.facts.files import File, FileContents, FindFiles
+from pyinfra.facts.files import File, FileContents, FindDirectories, FindFiles
 from pyinfra.operations import files, git, server
 
 from deploy.operations import config_files, server_tool
@@ -32,6 +32,15 @@ def releases(s):
         name=f"Ensure {group} may ship, roll back and list releases as root, and nothing else (sudoers).",
         files=[("hardening/sudoers.d/deploy-group.j2", f"/etc/sudoers.d/{group}", "440", s)],
         check="visudo -cqf {}",
+    )
+    # A release built before releases were sealed (or a build killed before its seal) is still the
+    # build user's: sealed now, so no kept release is code the build user can change.
+    server.shell(
+        name=f"Seal every kept release {s['build_user']} still owns (root:{s['app_name']}, writable by root alone).",
+        commands=[f"{s['release_tool']} seal"],
+        _if=lambda: bool(
+            host.get_fact(FindDirectories, path=f"{s['srv']}/releases", maxdepth=1, args=["-user", s["build_user"]])
+        ),  # fmt: skip
     )
     git_dir = s["git_dir"]
     server.shell(

@@ -90,9 +90,10 @@ import os, sys, time
 scratch, target = sys.argv[1], sys.argv[2]
 planted, deadline = False, time.monotonic() + 600
 while time.monotonic() < deadline:
-    if os.path.exists(os.path.join(scratch, "global", "pg_control")):
-        try:
-            os.symlink(target, os.path.join(scratch, "postgresql.conf"))
+    if not planted and os.path.exists(os.path.join(scratch, "global", "pg_control")):
+        try:  # over whatever is there (a file written first): a rename, atomic
+            os.symlink(target, os.path.join(scratch, ".planted"))
+            os.replace(os.path.join(scratch, ".planted"), os.path.join(scratch, "postgresql.conf"))
             planted = True
             open(os.path.expanduser("~/.todo-planted"), "w").close()
         except OSError:

@@ -63,6 +63,7 @@ def test_gunicorn_master_killed_is_restarted_within_5s_and_other_instances_serve
     before = instance_pids(host, instances)
     victim = before[instances[0]]
     orphans = {pid for pid, ppid in gunicorn_processes(host) if ppid == int(victim)}
+    assert orphans, f"instance {instances[0]} (master {victim}) has no worker: no proof"
     host.run(f"kill -9 {victim}")
     # Meanwhile every GET is answered, and by a live instance: not by the killed master's workers,
     # which would keep accepting on its socket if they outlived it. Each request is found in the

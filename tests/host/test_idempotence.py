@@ -165,10 +165,11 @@ def test_a_refused_config_file_fails_every_run_and_leaves_the_old_one(host, tmp_
     ("path", "text", "named"),
     [
         ("/etc/nginx/conf.d/zz-todo-broken.conf", "this is not nginx;\n", "nginx -t:"),
+        ("/etc/supervisor/conf.d/zz-todo-broken.conf", "[program:broken]\n", "supervisor:"),
         ("/etc/systemd/system/nginx.service.d/zz-todo-broken.conf", "[Service]\nKillMode=bogus\n",
          "systemd-analyze verify:"),
     ],
-    ids=["nginx", "systemd"],
+    ids=["nginx", "supervisor", "systemd"],
 )  # fmt: skip
 def test_a_broken_config_the_run_did_not_change_fails_every_run(host, path, text, named):
     """A file nginx or systemd would refuse at its next start, which no step of the run rewrites (an
@@ -195,3 +196,15 @@ def test_provisioning_that_changes_nginxs_rules_empties_its_caches(host, app_nam
     host.check_output(f"echo '# drift' >> /etc/nginx/sites-available/{app_name}.conf")
     provision()
     assert host.check_output(f"find {cache} -type f | wc -l") == "0"
+
+
+@pytest.mark.destructive
+def test_provisioning_seals_a_release_the_build_user_still_owns(host, app_name):
+    """A kept release the build user owns (the serving one, built by a release tool from before
+    releases were sealed) is sealed by the next provision: root's, group the app's, writable by root alone."""
+    release = host.file(f"/srv/{app_name}/current").linked_to  # the serving one, as at an upgrade
+    host.check_output(f"chown -R --no-dereference {app_name}-build:{app_name}-build {release} && chmod u+w {release}")
+    provision()
+    assert (host.file(release).user, host.file(release).group) == ("root", app_name)
+    assert host.check_output(f"find {release} ! -user root -print -quit") == ""
+    assert host.check_output(f"runuser -u {app_name}-build -- find {release} -writable -print -quit") == ""

@@ -12,7 +12,7 @@ import shlex
 
 import pytest
 
-from tests.helpers import connect, in_cgroup
+from tests.helpers import NOT_CONNECTED, connect, in_cgroup
 
 #: The machine's own private address, not loopback: a filter to localhost refuses it.
 PRIVATE = "192.168.56.10"
@@ -86,7 +86,7 @@ def test_supervisor_cgroup_cannot_reach_other_addresses(host):
     """From inside supervisor's cgroup, an address outside IPAddressAllow= is refused by the kernel
     (the machine's own private address, where sshd answers from anywhere else)."""
     assert host.run(connect(PRIVATE, 22)).rc == 0, "sshd does not answer on the private address: no proof"
-    assert in_cgroup(host, "supervisor.service", connect(PRIVATE, 22)) != 0
+    assert in_cgroup(host, "supervisor.service", connect(PRIVATE, 22)) == NOT_CONNECTED
 
 
 @pytest.mark.parametrize("unit", ["supervisor.service", "nginx.service"])

@@ -7,6 +7,7 @@ allow; a pushed package whose build runs code records who ran it; another leaves
 
 import hashlib
 import io
+import shlex
 import tarfile
 import uuid
 from pathlib import Path
@@ -25,39 +26,49 @@ DEPLOYER = "deploy-probe"
 def deployer(host, app_name):
     """Run a shell command on the machine as a member of <app>-deploy with no other sudo rule."""
     host.check_output(f"useradd --system --no-create-home --groups {app_name}-deploy --shell /bin/sh {DEPLOYER}")
-    yield lambda command: host.run(f"runuser -u {DEPLOYER} -- sh -c {command!r}")
+    yield lambda command: host.run(f"runuser -u {DEPLOYER} -- sh -c {shlex.quote(command)}")
     host.run(f"userdel {DEPLOYER}")
 
 
+#: What sudo's rule lets through (its wildcards: deploy --commit *, rollback *, migrate *, activate *,
+#: discard *): the tool itself must refuse each, before it changes anything.
+THROUGH_SUDO = [
+    "{tool} discard ../../../etc",
+    "{tool} discard {current}",  # the serving release
+    "{tool} rollback ../../../tmp",
+    "{tool} activate /etc",
+    "{tool} migrate ../../../tmp/x",
+    "{tool} deploy --commit {sha} --ref x --release ../../../tmp/x",
+    "{tool} deploy --commit {sha} --ref 'x\"; id; \"' --release 20000101-000000-0000000",
+    "{tool} deploy --commit '$(id)' --ref x",
+]
+#: What sudo's rule refuses.
+REFUSED_BY_SUDO = [
+    "{tool} list --verbose",
+    "{tool} restart",  # not a deployer's command
+    "{tool} rotate secret-key",
+    "/bin/sh -c id",
+    "-u {app} id",
+]
+
+
 @pytest.mark.parametrize(
-    "attempt",
-    [
-        # What sudo's rule lets through (its wildcards: deploy --commit *, rollback *, migrate *,
-        # activate *, discard *): every release id the tool takes is checked against those it keeps.
-        "sudo -n {tool} discard ../../../etc",
-        "sudo -n {tool} discard {current}",  # the serving release
-        "sudo -n {tool} rollback ../../../tmp",
-        "sudo -n {tool} activate /etc",
-        "sudo -n {tool} migrate ../../../tmp/x",
-        "sudo -n {tool} deploy --commit {sha} --ref x --release ../../../tmp/x",
-        "sudo -n {tool} deploy --commit {sha} --ref 'x\"; id; \"' --release 20000101-000000-0000000",
-        "sudo -n {tool} deploy --commit $(id) --ref x",
-        # What sudo's rule refuses.
-        "sudo -n {tool} list --verbose",
-        "sudo -n {tool} restart",  # not a deployer's command
-        "sudo -n {tool} rotate secret-key",
-        "sudo -n /bin/sh -c id",
-        "sudo -n -u {app} id",
-    ],
+    ("attempt", "by_sudo"),
+    [*((a, False) for a in THROUGH_SUDO), *((a, True) for a in REFUSED_BY_SUDO)],
+    ids=[*THROUGH_SUDO, *REFUSED_BY_SUDO],
 )
-def test_deploy_group_cannot_pass_its_way_to_root(host, app_name, deployer, attempt):
-    """Each attempt is refused (by sudo, or by the tool before it changes anything), and runs nothing."""
+def test_deploy_group_cannot_pass_its_way_to_root(host, app_name, deployer, attempt, by_sudo):
+    """Each attempt is refused, by sudo or (what sudo lets through) by the tool itself, and runs and
+    changes nothing."""
     releases = host.check_output(f"ls /srv/{app_name}/releases")
     current = host.file(f"/srv/{app_name}/current").linked_to.rsplit("/", 1)[1]
     command = attempt.format(app=app_name, tool=f"/usr/local/sbin/{app_name}-release", sha="0" * 40, current=current)
-    result = deployer(command + " </dev/null")
-    assert result.rc != 0, result.stdout
-    assert "uid=0" not in result.stdout + result.stderr
+    result = deployer(f"sudo -n {command} </dev/null")
+    said = result.stdout + result.stderr
+    assert result.rc != 0, said
+    # sudo -n's refusal names the password it may not ask for; the tool's names its own step.
+    assert ("a password is required" in said) is by_sudo, said
+    assert "uid=0" not in said
     assert host.check_output(f"ls /srv/{app_name}/releases") == releases
     assert host.file(f"/srv/{app_name}/current").linked_to.rsplit("/", 1)[1] == current
 

@@ -49,7 +49,9 @@ def test_a_failed_put_back_keeps_the_release_its_instances_run_and_names_each(cl
         assert f"{last} is down" in output, output[-3000:]
     finally:
         host.check_output(f"chmod {mode:o} {gunicorn.path}")
-        host.check_output(f"/usr/local/sbin/{app_name}-release restart")  # every instance back on `current`
+        # What a deployer may run (not restart): a rollback to the current release rolls the
+        # instances that run another back onto it.
+        host.check_output(f"/usr/local/sbin/{app_name}-release rollback {before}")
         if new:
             host.check_output(f"/usr/local/sbin/{app_name}-release discard {new}")
     assert current(host) == before
