@@ -145,7 +145,8 @@ def nginx(s):
     for path, owner, _, what in caches[1:]:
         server.shell(
             name=f"Empty {what} ({path}): nginx's configuration changed.",
-            commands=[f"runuser -u {owner} -- find {path} -ignore_readdir_race -type f -delete"],
+            # From /: find goes back to its starting directory, which www-data may not enter (/root).
+            commands=[f"cd / && runuser -u {owner} -- find {path} -ignore_readdir_race -type f -delete"],
             _if=lambda: any(op.did_change() for op in changed),
         )
     systemd.service(name="Ensure nginx is running and enabled.", service="nginx", running=True, enabled=True)
