@@ -12,10 +12,10 @@ import shlex
 
 import pytest
 
-from tests.helpers import NOT_CONNECTED, connect, in_cgroup
+from tests.helpers import MACHINE, NOT_CONNECTED, connect, in_cgroup
 
 #: The machine's own private address, not loopback: a filter to localhost refuses it.
-PRIVATE = "192.168.56.10"
+PRIVATE = MACHINE
 #: A character device no sandboxed unit may open (/dev/net/tun), made in a root-only directory.
 PROBE_DIR, DEVICE = "/root/.todo-kernel-probe", "c 10 200"
 
