@@ -20,8 +20,36 @@ DEFAULTS = {
     "page_size": 50,
     # Seconds nginx's microcache (and browsers) keep GET /api/todos.
     "api_cache_seconds": 1,
-    # Seconds to wait for an instance's /healthz after (re)starting it.
+    # Seconds to wait for an instance's health_path after (re)starting it.
     "health_timeout": 30,
+    # --- The app (docs/your-app.md). Where it is in the repository a release ships: a folder
+    # ("app": the sample app in this repo), or "" for an app at the top of its own repository.
+    "app_root": "app",
+    # The WSGI entry point (gunicorn's MODULE:APP, e.g. "myapp:create_app()"); None: the Procfile's
+    # web: line, else wsgi.py's or app.py's ``app`` (Flask's conventions).
+    "wsgi_app": None,
+    # The command run once per release, after its build and before it serves (migrations, e.g.
+    # "flask db upgrade"); None: the Procfile's release: line, if any.
+    "release_command": None,
+    # Process types besides web: {TYPE: COUNT} for the Procfile's (each declared type runs 1 by
+    # default; 0 runs none), or {TYPE: {"command": CMD, "count": N}} for an app without a Procfile.
+    "processes": {},
+    # The path that answers 200 when an instance can serve (checked before its socket opens to
+    # nginx and before a release goes on): the sample app's /healthz, which checks its database.
+    "health_path": "/healthz",
+    # gunicorn's worker class (sync, gthread, gevent...); None: the Procfile's, else sync.
+    "worker_class": None,
+    # The app's static folder inside the release, served by nginx at static_url_path; None: Flask's
+    # default, static/ beside the app's package (found at build time); "" serves none from disk.
+    "static_folder": None,
+    "static_url_path": "/static",
+    # Paths inside the release kept across releases (Capistrano's linked_dirs): uploads, an instance
+    # folder, a SQLite file's directory. Each is a link to /var/lib/<app>/shared/<path>, the app's.
+    "shared_dirs": [],
+    # The app's own environment variables (not secrets: those go in with scripts/config).
+    "app_environment": {},
+    # Client addresses or CIDRs that still reach the app in maintenance mode (scripts/maintenance).
+    "maintenance_allow": [],
     # Seconds to wait for nginx's old workers to finish their requests before an instance stops.
     "drain_timeout": 30,
     # Releases kept under /srv/<app>/releases (the current one always among them).
@@ -113,7 +141,8 @@ DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 
 #: Settings the release tool reads on the server (/etc/<app>/release.json).
 RELEASE_SETTINGS = ("app_name", "instances", "keep_releases", "health_timeout", "drain_timeout", "deploy_branch",
-                    "database_host", "database_sslrootcert")  # fmt: skip
+                    "database_host", "database_sslrootcert", "app_root", "wsgi_app", "release_command", "processes",
+                    "health_path", "worker_class", "static_folder", "shared_dirs")  # fmt: skip
 
 
 class SettingError(ValueError):
@@ -309,6 +338,68 @@ def address_of_this_host():
     return address(host)
 
 
+#: An environment variable's name (POSIX: letters, digits and _, not starting with a digit).
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: A Procfile's process type (Heroku's: letters, digits, _ and -).
+PROCESS_TYPE = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
+
+def relative_path(name, value):
+    """``value`` as a clean relative path inside the release (no .., no leading /, no empty or .
+    parts, no trailing /); SettingError naming ``name`` otherwise."""
+    parts = str(value).split("/") if isinstance(value, str) else None
+    if not parts or any(part in ("", ".", "..") for part in parts) or "\0" in value or "\n" in value:
+        raise SettingError(f"inventory: {name}: {value!r} is not a path inside the release (relative, no '..')")
+    return value
+
+
+def check_app(s):
+    """Check the app's settings (app_root, processes, shared_dirs, static and health paths,
+    app_environment, wsgi_app); return the processes as {TYPE: {"command": CMD or None, "count": N}}.
+    Raises SettingError naming the setting."""
+    if s["app_root"]:
+        relative_path("app_root", s["app_root"])
+    for path in s["shared_dirs"] if isinstance(s["shared_dirs"], list) else [None]:
+        if path is None:
+            raise SettingError(f"inventory: shared_dirs must be a list of paths, not {s['shared_dirs']!r}")
+        relative_path("shared_dirs", path)
+        if path in ("venv", ".release.json", ".static"):
+            raise SettingError(f"inventory: shared_dirs: {path!r} is the stack's own part of a release")
+    if s["static_folder"]:
+        relative_path("static_folder", s["static_folder"])
+    for name in ("static_url_path", "health_path"):
+        if not re.fullmatch(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*", str(s[name])) or "//" in s[name] or "/../" in s[name]:
+            raise SettingError(f"inventory: {name} must be a URL path starting with /, not {s[name]!r}")
+    if not isinstance(s["app_environment"], dict):
+        raise SettingError("inventory: app_environment must be a dict of NAME: value")
+    for key, value in s["app_environment"].items():
+        if not ENV_NAME.fullmatch(str(key)) or "\n" in str(value) or "\0" in str(value):
+            raise SettingError(f"inventory: app_environment: {key!r} is not a valid variable name, or its value "
+                               "holds a newline")  # fmt: skip
+    for name in ("wsgi_app", "release_command", "worker_class"):
+        if s[name] is not None and (not isinstance(s[name], str) or not s[name].strip() or "\n" in s[name]):
+            raise SettingError(f"inventory: {name} must be one line of text, not {s[name]!r}")
+    if not isinstance(s["processes"], dict):
+        raise SettingError("inventory: processes must be a dict of TYPE: COUNT or TYPE: {command, count}")
+    processes = {}
+    for kind, spec in s["processes"].items():
+        if not PROCESS_TYPE.fullmatch(str(kind)) or kind in ("web", "release"):
+            raise SettingError(f"inventory: processes: {kind!r} is not a process type (letters, digits, _ and -; "
+                               "web and release are the stack's)")  # fmt: skip
+        if isinstance(spec, int) and not isinstance(spec, bool):
+            spec = {"count": spec}
+        if not isinstance(spec, dict) or set(spec) - {"command", "count"}:
+            raise SettingError(f"inventory: processes: {kind}: expected a count or {{command, count}}, not {spec!r}")
+        count = spec.get("count", 1)
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 32:
+            raise SettingError(f"inventory: processes: {kind}: count must be 0 to 32, not {count!r}")
+        command = spec.get("command")
+        if command is not None and (not isinstance(command, str) or not command.strip() or "\n" in command):
+            raise SettingError(f"inventory: processes: {kind}: command must be one line, not {command!r}")
+        processes[kind] = {"command": command, "count": count}
+    return processes
+
+
 def stack():
     """Every setting for the current host, checked, plus the names and paths derived from them.
 
@@ -328,6 +419,7 @@ def stack():
     for key in POSITIVE_INTS:
         s[key] = _positive_int(key, s[key])
     check_deploy_branch(s["deploy_branch"])
+    s["processes"] = check_app(s)
     for key in ("backup_full_schedule", "backup_diff_schedule"):
         check_calendar_event(key, s[key])
     if "lb" not in s["roles"] and host.data.get("firewall_tcp_ports") is None:
@@ -438,6 +530,14 @@ def stack():
                            "puts the hosts it reached back on the one before)")  # fmt: skip
     # The load balancer's "unavailable" page: from the current release when the instances are on
     # this host alone, else a copy the deploy puts beside the site (the lb may hold no release).
-    s["unavailable_page"] = (f"/var/www/{app}-lb/unavailable.html" if s["app_upstream"]
-                             else f"/srv/{app}/current/todo/static/unavailable.html")  # fmt: skip
+    # The "unavailable" page nginx answers when no instance (or app host) answers: the stack's own.
+    s["unavailable_page"] = f"/var/www/{app}-lb/unavailable.html"
+    s["lib"] = f"/usr/local/lib/{app}"
+    s["shared"] = f"/var/lib/{app}/shared"
+    s["maintenance_snippet"] = f"{s['nginx_snippets']}/maintenance.conf"
+    # What every process of the app gets in its environment from the inventory (launch.py): Flask's
+    # own FLASK_MAX_CONTENT_LENGTH (Config.from_prefixed_env) so the app and nginx agree on the largest
+    # body, the sample app's defaults, then app_environment.
+    s["environment"] = {"FLASK_MAX_CONTENT_LENGTH": s["max_body_bytes"], "TODO_PAGE_SIZE": s["page_size"],
+                        "TODO_API_CACHE_SECONDS": s["api_cache_seconds"], **s["app_environment"]}  # fmt: skip
     return s

@@ -194,6 +194,8 @@ class Host:
         self.roles = data.get("_roles", ("lb", "app", "db", "backup"))
         self.app = data.get("app_name") or DEFAULTS["app_name"]
         self.branch = data.get("deploy_branch") or DEFAULTS["deploy_branch"]
+        # The app's folder in the repository a release ships ("" : the whole repository).
+        self.app_root = DEFAULTS["app_root"] if data.get("app_root") is None else data["app_root"]
         # root logs in only at first contact: after it, the admin user (deploy/ssh.py).
         self.ssh = ssh_command(data)
 

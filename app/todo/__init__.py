@@ -45,21 +45,24 @@ csrf = CSRFProtectAcrossKeyRotation()
 def create_app(test_config=None):
     """Create and configure the app.
 
-    Settings come from ``TODO_*`` environment variables (``TODO_SECRET_KEY``,
-    ``TODO_SECRET_KEY_FALLBACKS`` (comma-separated previous keys, still accepted for sessions and
-    forms after a rotation), ``TODO_DATABASE_URL``, ``TODO_RELEASE``, ``TODO_INSTANCE``), or from
-    ``test_config`` in tests. Raises RuntimeError without a SECRET_KEY or a
-    DATABASE_URL, so a misconfigured instance never starts with a weak key.
+    Settings come from the environment the stack gives every app (``SECRET_KEY``,
+    ``SECRET_KEY_FALLBACKS`` (comma-separated previous keys, still accepted for sessions and
+    forms after a rotation), ``DATABASE_URL``, ``RELEASE_ID``, and supervisor's
+    ``SUPERVISOR_PROCESS_NAME``, the instance), then this app's own ``TODO_*`` variables (any
+    setting below, e.g. ``TODO_PAGE_SIZE``), or from ``test_config`` in tests. Raises
+    RuntimeError without a SECRET_KEY or a DATABASE_URL, so a misconfigured instance never
+    starts with a weak key.
     """
     # Static URLs name the release (/static/<release>/style.css): nginx serves each release's
     # own files, so pages from old and new instances never mix assets while a release rolls.
-    release = (test_config or {}).get("RELEASE") or os.environ.get("TODO_RELEASE", "dev")
+    release = (test_config or {}).get("RELEASE") or os.environ.get("RELEASE_ID", "dev")
     app = Flask(__name__, static_url_path=f"/static/{release}")
     app.config.from_mapping(
-        SECRET_KEY=None,
-        DATABASE_URL=None,
+        SECRET_KEY=os.environ.get("SECRET_KEY"),
+        SECRET_KEY_FALLBACKS=os.environ.get("SECRET_KEY_FALLBACKS", ""),
+        DATABASE_URL=os.environ.get("DATABASE_URL"),
         RELEASE=release,
-        INSTANCE=os.uname().nodename,
+        INSTANCE=os.environ.get("SUPERVISOR_PROCESS_NAME") or os.uname().nodename,
         # Same limit as nginx's client_max_body_size (bytes): the deploy sets both from max_body_bytes.
         MAX_CONTENT_LENGTH=16 * 1024,
         # The session cookie (it carries the CSRF secret): HTTPS only, never readable by scripts,
@@ -81,18 +84,22 @@ def create_app(test_config=None):
         # Seconds a shared cache (nginx's microcache) may keep GET /api/todos (the deploy's api_cache_seconds).
         API_CACHE_SECONDS=1,
         # Seconds a connection may be in use (DB_QUERY_TIMEOUT) or checked before it is lent
-        # (DB_CHECK_TIMEOUT) before it is cut off: statement_timeout (5 s, set by gunicorn.conf.py)
+        # (DB_CHECK_TIMEOUT) before it is cut off: statement_timeout (DB_STATEMENT_TIMEOUT)
         # plus a second for the server's answer; a check needs no more than a connect (3 s).
         # Both are client-side deadlines for a hung server, far below gunicorn's 30 s timeout.
         DB_QUERY_TIMEOUT=6.0,
         DB_CHECK_TIMEOUT=3.0,
+        # The server cancels a query running longer (PostgreSQL's statement_timeout).
+        DB_STATEMENT_TIMEOUT="5s",
     )
-    # loads=str: every value stays a string (json.loads would turn "1e5" into a float).
+    # Flask's own FLASK_* variables (the stack sets FLASK_MAX_CONTENT_LENGTH to nginx's limit), then
+    # this app's TODO_*; loads=str: every value stays a string (json.loads would turn "1e5" into a float).
+    app.config.from_prefixed_env()
     app.config.from_prefixed_env("TODO", loads=str)
     if test_config is not None:
         app.config.from_mapping(test_config)
     # From the environment strings (TODO_MAX_CONTENT_LENGTH, the deploy's max_body_bytes;
-    # TODO_SECRET_KEY_FALLBACKS, the key before the last rotation).
+    # SECRET_KEY_FALLBACKS, the keys before the last rotation).
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_CONTENT_LENGTH"])
     app.config["PAGE_SIZE"] = int(app.config["PAGE_SIZE"])
     app.config["API_CACHE_SECONDS"] = int(app.config["API_CACHE_SECONDS"])
@@ -102,7 +109,7 @@ def create_app(test_config=None):
     app.config["SECRET_KEY_FALLBACKS"] = list(fallbacks)
     for key in ("SECRET_KEY", "DATABASE_URL"):
         if not app.config.get(key):
-            raise RuntimeError(f"{key} is not set: export TODO_{key} (gunicorn.conf.py sets it on the server)")
+            raise RuntimeError(f"{key} is not set: export {key} (the stack sets it on the server)")
 
     # Exactly one proxy (nginx) sits in front of the app.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)

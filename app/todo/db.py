@@ -81,6 +81,8 @@ def get_pool():
             open=False,
             name=f"todo-{os.getpid()}",
             connection_class=_Connection,
+            # A query running longer is cancelled by the server (its error: a 503).
+            kwargs={"options": f"-c statement_timeout={current_app.config['DB_STATEMENT_TIMEOUT']}"},
         )
         pool.open(wait=False)
         ext["todo_pool"], ext["todo_pool_pid"] = pool, os.getpid()

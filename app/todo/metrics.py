@@ -1,6 +1,6 @@
 """Request metrics for Prometheus: a count and a latency histogram per endpoint.
 
-On the server gunicorn.conf.py sets ``PROMETHEUS_MULTIPROC_DIR`` (one directory per instance,
+On the server the stack's gunicorn.conf.py sets ``PROMETHEUS_MULTIPROC_DIR`` (one directory per instance,
 emptied when the instance starts), so every worker of the instance writes its values there and
 ``GET /metrics`` on any worker answers the sum over all of them (prometheus_client's
 multiprocess mode: https://prometheus.github.io/client_python/multiprocess/). Prometheus

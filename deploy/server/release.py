@@ -22,14 +22,16 @@ rollback and prune all go by it (History).
 
 Commands:
   deploy --commit SHA [--ref REF] [--release ID] [--prepare]
-        Build /srv/<app>/releases/<id> from a tar of the repo's app/ directory on standard
-        input (``git archive COMMIT app``), check it, apply its migrations, switch
+        Build /srv/<app>/releases/<id> from a tar of the app's directory in its repository on
+        standard input (``git archive COMMIT APP_ROOT``; the app_root setting, ``app`` for the
+        sample app, none for an app at the top of its repository), check it, run its release
+        command (the Procfile's release: line or release_command: migrations), switch
         /srv/<app>/current to it atomically, then roll the instances one at a time.
         <id> is UTC time + short commit, e.g. 20261121-101502-dcb3499; --release gives
         it (every app host of a cluster builds the same id).
         --prepare stops after the check: the release is kept, not migrated, not serving.
   migrate RELEASE
-        Apply a prepared release's migrations (a cluster migrates once, on one app host).
+        Run a prepared release's release command (a cluster runs it once, on one app host).
   activate RELEASE
         Switch to a prepared release and roll the instances onto it, as deploy does.
   discard RELEASE
@@ -56,9 +58,9 @@ Commands:
 Rolling one instance: close its socket to nginx (mode 0600: nginx's connect() fails
 and it tries the next instance, before sending anything), wait until the socket's
 listen queue is served, stop it (gunicorn finishes in-flight requests), apply its
-supervisor program config, start it, and wait until it answers /healthz with 200,
-/version names the expected release and its socket is open to nginx again (the
-instance opens it itself once healthy: app/gunicorn.conf.py), health_timeout seconds.
+supervisor program config, start it, and wait until its master runs the expected release
+(its working directory), it answers health_path with 200 and its socket is open to nginx
+again (the instance opens it itself once healthy: gunicorn.conf.py), health_timeout seconds.
 The other instances serve meanwhile and nginx is never reloaded, so no request
 reaches a stopping or unhealthy instance and no client connection is closed.
 
@@ -82,21 +84,73 @@ import os
 import pwd
 import re
 import secrets
+import shlex
 import shutil
 import socket
 import stat
 import subprocess
 import sys
 import time
-import urllib.parse
 from datetime import UTC, datetime
 from http.client import HTTPConnection
 from pathlib import Path
 
 RELEASE_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{7,40}$")
 NAME = Path(sys.argv[0]).name.removesuffix("-release") or "todo"
-#: The app's Python package in a release (its code, templates and static files).
-PACKAGE = "todo"
+#: gunicorn settings the stack sets itself (deploy/server/gunicorn.conf.py): a Procfile's are dropped.
+GUNICORN_STACK_OWNED = frozenset({
+    "bind", "workers", "config", "daemon", "pidfile", "chdir", "umask", "user", "group", "worker_tmp_dir",
+    "control_socket", "proc_name", "accesslog", "errorlog", "loglevel", "logconfig", "logger_class",
+    "access_log_format", "capture_output", "check_config", "print_config", "reload", "reuse_port",
+})  # fmt: skip
+#: A Procfile line (Heroku: "<process type>: <command>"; a type is letters, digits, _ and -).
+PROCFILE_LINE = re.compile(r"^([A-Za-z0-9_-]+):\s*(.*?)\s*$")
+#: Shell syntax that makes a web: line more than one plain gunicorn command.
+SHELL_SYNTAX = re.compile(r"[;&|<>`]|\$\(")
+
+
+def parse_procfile(text):
+    """{process type: command} from a Procfile's text (Heroku's format; blank and # lines skipped).
+    StepFailed("build") for a line that is not ``TYPE: COMMAND`` or a type given twice."""
+    found = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = PROCFILE_LINE.match(line)
+        if not match or not match.group(2):
+            raise StepFailed("build", f"Procfile line {n}: {line.strip()[:80]!r} is not 'TYPE: COMMAND'")
+        if match.group(1) in found:
+            raise StepFailed("build", f"Procfile line {n}: process type {match.group(1)} is given twice")
+        found[match.group(1)] = match.group(2)
+    return found
+
+
+def web_argv(line):
+    """The argv of a Procfile web: line, which must be one plain gunicorn command (its options and
+    WSGI app); StepFailed("build") says why it is not, and what to set instead."""
+    try:
+        argv = shlex.split(line)
+    except ValueError as error:
+        raise StepFailed("build", f"Procfile web: {line!r}: {error}") from None
+    if argv and argv[0] == "exec":
+        argv = argv[1:]
+    if not argv or Path(argv[0]).name != "gunicorn" or SHELL_SYNTAX.search(line):
+        raise StepFailed("build", f"Procfile web: {line!r} is not a plain gunicorn command (gunicorn [OPTIONS] "
+                                  "MODULE:APP): the stack runs gunicorn itself; set wsgi_app, and put other "
+                                  "steps in a release: line (migrations) or a process type of their own")  # fmt: skip
+    return argv
+
+
+def requirements_without_hashes(text):
+    """The requirements in a requirements.txt's text that have no --hash (pip's hash-checking mode
+    needs one on every requirement); continuation lines joined, comments and options skipped."""
+    joined = re.sub(r"\\\n", " ", text)
+    missing = []
+    for line in joined.splitlines():
+        line = re.sub(r"(^|\s)#.*$", "", line).strip()
+        if line and not line.startswith("-") and "--hash=" not in line:
+            missing.append(line.split()[0])
+    return missing
 
 
 class StepFailed(Exception):
@@ -356,17 +410,23 @@ class Stack:
         self.current_link = self.srv / "current"
         self.git_dir = self.srv / "deploy.git"
         self.deploy_branch = config["deploy_branch"]
-        # PostgreSQL: its unix socket directory here, or the database host's address over TLS with
-        # that host's pinned certificate (sslmode=verify-full).
-        query = {"host": config.get("database_host") or "/var/run/postgresql"}
-        if config.get("database_sslrootcert"):
-            query.update(sslmode="verify-full", sslrootcert=config["database_sslrootcert"])
-        self.database_query = urllib.parse.urlencode(query, safe="/")
         self.env_file = Path(f"/etc/{self.app}/{self.app}.env")
         self.run_dir = Path(f"/run/{self.app}")
         self.history = History(Path(f"/var/log/{self.app}/releases.log"), clock)
         self.pip_cache = Path(f"/var/cache/{self.app}/build/pip")
         self.clock = clock
+        # The app: where it is in the pushed tree, how it runs (else from its Procfile), where its
+        # static files are (None: found, Flask's way) and what it keeps across releases.
+        self.app_root = config.get("app_root") or ""
+        self.wsgi_app = config.get("wsgi_app")
+        self.release_command = config.get("release_command")
+        self.processes = config.get("processes") or {}
+        self.static_folder = config.get("static_folder")
+        self.shared_dirs = config.get("shared_dirs") or []
+        self.health_path = config.get("health_path") or "/"
+        self.lib = Path(f"/usr/local/lib/{self.app}")
+        self.shared = Path(f"/var/lib/{self.app}/shared")
+        self.previous_link = self.srv / "previous"
 
     # --- Releases on disk ---------------------------------------------------------------------
 
@@ -419,16 +479,17 @@ class Stack:
         with os.fdopen(fd, encoding="utf-8") as meta:
             return json.loads(meta.read())
 
-    def running(self):
-        """{instance: the release its gunicorn master runs, or None when it is not running}.
+    def running(self, programs=None):
+        """{program: the release it runs, or None when it is not running}, for ``programs`` (default:
+        the instances).
 
         Read from the process, not from ``current`` (which may have moved since it started):
-        supervisor's PID for the instance, and that process's working directory, its release
-        (gunicorn chdirs there: app/gunicorn.conf.py; `` (deleted)`` when it is gone); a working
-        directory elsewhere is given whole.
+        supervisor's PID for the program, and that process's working directory, its release
+        (launch.py chdirs there; `` (deleted)`` when it is gone); a working directory elsewhere is
+        given whole.
         """
         found = {}
-        for instance in self.instances:
+        for instance in self.instances if programs is None else programs:
             try:
                 pid = subprocess.run(["supervisorctl", "pid", instance], capture_output=True, text=True).stdout.strip()
             except OSError:  # no supervisor (yet): nothing runs
@@ -462,11 +523,13 @@ class Stack:
     # --- Build, check, migrate ----------------------------------------------------------------
 
     def build(self, commit, ref, release=None):
-        """Unpack the app from standard input, make its virtualenv, gzip and brotli its static files, all
-        as the build user, each step in a unit of its own (in_unit) that ends every process it left;
-        then make the release root's (seal). Return the release id: ``release`` when given (every app
-        host of a cluster builds the same one, so its static URLs resolve on each), else UTC now + the
-        short commit. StepFailed("build") when a step fails; the half-built release is removed."""
+        """Unpack the app from standard input, read how it runs (Procfile, settings: app_of()), make its
+        virtualenv and install its dependencies (install()), gzip and brotli its static files, all as
+        the build user, each step in a unit of its own (in_unit) that ends every process it left;
+        then make the release root's (seal) and link its shared directories (link_shared). Return the
+        release id: ``release`` when given (every app host of a cluster builds the same one, so its
+        static URLs resolve on each), else UTC now + the short commit. StepFailed("build") when a
+        step fails; the half-built release is removed."""
         stamp = datetime.now(UTC)
         release = release or f"{stamp:%Y%m%d-%H%M%S}-{commit[:7]}"
         path = self.releases / release
@@ -483,40 +546,178 @@ class Stack:
             return run(cmd, "build", user=self.build_user, isolate=True, cwd=path, **kwargs)
 
         try:
-            unpack = ["tar", "-x", "--strip-components=1", "--no-same-owner", "--no-same-permissions", "-C", str(path)]
+            # The archive holds app_root (git archive COMMIT APP_ROOT): its own path is stripped.
+            depth = len(Path(self.app_root).parts)
+            unpack = ["tar", "-x", f"--strip-components={depth}", "--no-same-owner", "--no-same-permissions",
+                      "-C", str(path)]  # fmt: skip
             as_builder(unpack, stdin=sys.stdin.buffer)
-            for required in ("requirements.txt", "gunicorn.conf.py", PACKAGE):
-                if not os.path.lexists(path / required):
-                    raise StepFailed("build", f"the archive has no app/{required}")
-            as_builder(["python3", "-m", "venv", str(path / "venv")], quiet=True)
-            self.clock.say("build: installing hash-pinned requirements")
-            # Wheels pip built from sdists are cached under a key the build user could forge: a
-            # build's code could plant one for a later build. Downloads stay cached: their hashes
-            # are checked (--require-hashes).
-            as_builder(["rm", "-rf", "--", str(self.pip_cache / "wheels")])
-            as_builder(
-                [str(path / "venv/bin/pip"), "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-                 "--require-hashes", "-r", "requirements.txt"],
-                env={"PIP_CACHE_DIR": str(self.pip_cache), "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt",
-                     "HOME": str(self.pip_cache.parent)},
-                quiet=True,
-            )  # fmt: skip
-            texts = ["find", f"{PACKAGE}/static", "-type", "f", "(", "-name", "*.css", "-o", "-name", "*.js",
-                     "-o", "-name", "*.svg", "-o", "-name", "*.txt", ")", "-exec"]  # fmt: skip
-            as_builder([*texts, "gzip", "-9", "-k", "-n", "-f", "{}", "+"])
-            if shutil.which("brotli"):  # nginx's brotli_static serves these .br copies
-                as_builder([*texts, "brotli", "-q", "11", "-k", "-f", "{}", "+"])
-            meta = {"release": release, "commit": commit, "ref": ref, "built_at": stamp.isoformat(timespec="seconds")}
+            if not any(path.iterdir()):
+                raise StepFailed("build", f"the archive has nothing under app_root {self.app_root!r}")
+            app = self.app_of(path)
+            self.install(path, as_builder)
+            app["web"] = self.web_of(path, app.pop("web_line"), as_builder)
+            if app["static_folder"]:
+                texts = ["find", app["static_folder"], "-type", "f", "(", "-name", "*.css", "-o", "-name", "*.js",
+                         "-o", "-name", "*.svg", "-o", "-name", "*.txt", "-o", "-name", "*.html", "-o", "-name",
+                         "*.json", "-o", "-name", "*.map", ")", "-exec"]  # fmt: skip
+                as_builder([*texts, "gzip", "-9", "-k", "-n", "-f", "{}", "+"])
+                if shutil.which("brotli"):  # nginx's brotli_static serves these .br copies
+                    as_builder([*texts, "brotli", "-q", "11", "-k", "-f", "{}", "+"])
+            meta = {"release": release, "commit": commit, "ref": ref, "built_at": stamp.isoformat(timespec="seconds"),
+                    **app}  # fmt: skip
             as_builder(["sh", "-c", "umask 022 && cat > .release.json"], input=json.dumps(meta, indent=1) + "\n")
             # Root takes the tree only with no process of the build user left to race it, and ends
             # any that started meanwhile: one could hold a file it opened before its seal.
             self.end_builder()
             self.seal(path)
             self.end_builder()
+            self.link_shared(path, app["static_folder"])
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)
             raise
         return release
+
+    def read_app_file(self, path, name, limit=1 << 20):
+        """The text of the release's file ``name`` (the build user wrote it: never through a symlink,
+        at most ``limit`` bytes), or None when there is none."""
+        try:
+            fd = os.open(path / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise StepFailed("build", f"{name}: {error.strerror} (a symlink is not read)") from error
+        with os.fdopen(fd, "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise StepFailed("build", f"{name} is not a regular file")
+            return file.read(limit).decode("utf-8", errors="replace")
+
+    def app_of(self, path):
+        """How the app in ``path`` runs: {"web_line", "release_command", "processes", "static_folder",
+        "shared_dirs"}, from the settings, then its Procfile (Heroku's format: ``TYPE: COMMAND`` lines),
+        then Flask's conventions (wsgi.py or app.py holding ``app``). StepFailed("build") names what
+        was looked for when no WSGI entry point is found."""
+        procfile = parse_procfile(self.read_app_file(path, "Procfile") or "")
+        if self.wsgi_app:
+            web = ["gunicorn", self.wsgi_app]
+        elif "web" in procfile:
+            web = web_argv(procfile["web"])
+        else:
+            found = [name for name in ("wsgi.py", "app.py") if (path / name).is_file()]
+            if not found:
+                raise StepFailed("build", f"no WSGI entry point: looked for the wsgi_app setting, a web: line in "
+                                          f"{self.app_root or '.'}/Procfile, then wsgi.py and app.py (Flask's "
+                                          "conventions); set wsgi_app (module:app)")  # fmt: skip
+            web = ["gunicorn", f"{found[0].removesuffix('.py')}:app"]
+        processes = {kind: line for kind, line in procfile.items() if kind not in ("web", "release")}
+        for kind, spec in self.processes.items():
+            if spec.get("command"):
+                processes[kind] = spec["command"]
+        release_command = self.release_command or procfile.get("release")
+        static = self.static_folder
+        if static is None:  # Flask's default: static/ beside the app's package (or module)
+            wsgi = next((a for a in web[1:] if not a.startswith("-") and ":" in a), web[-1])
+            package = wsgi.split(":")[0].split(".")[0]
+            static = next((d for d in (f"{package}/static", "static") if (path / d).is_dir()
+                           and not (path / d).is_symlink()), "")  # fmt: skip
+        self.clock.say(f"build: web: {shlex.join(web)}; release: {release_command or '-'}; "
+                       f"other processes: {', '.join(processes) or 'none'}; static: {static or 'none'}")  # fmt: skip
+        return {"web_line": web, "release_command": release_command, "processes": processes,
+                "static_folder": static, "shared_dirs": list(self.shared_dirs)}  # fmt: skip
+
+    def install(self, path, as_builder):
+        """Make the release's virtualenv (Debian's Python 3.11) and install the app's dependencies:
+        requirements.txt (hash-checked when every requirement has a hash, else as pinned, with a
+        warning), else the project itself (pyproject.toml or setup.py: pip install .); then gunicorn
+        (deploy/server/gunicorn-requirements.txt, hash-checked) when the app does not bring it."""
+        as_builder(["python3", "-m", "venv", "venv"], quiet=True)
+        pip = ["venv/bin/pip", "install", "--quiet", "--disable-pip-version-check", "--no-input"]
+        env = {"PIP_CACHE_DIR": str(self.pip_cache), "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt",
+               "HOME": str(self.pip_cache.parent)}  # fmt: skip
+        # Wheels pip built from sdists are cached under a key the build user could forge: a build's
+        # code could plant one for a later build. Downloads stay cached (hash-checked where hashed).
+        as_builder(["rm", "-rf", "--", str(self.pip_cache / "wheels")])
+        requirements = self.read_app_file(path, "requirements.txt")
+        if requirements is not None:
+            unhashed = requirements_without_hashes(requirements)
+            if unhashed:
+                named = ", ".join(unhashed[:5]) + (", ..." if len(unhashed) > 5 else "")
+                self.clock.say(f"build: WARNING: requirements.txt: {len(unhashed)} requirement(s) without --hash "
+                               f"({named}): installed as pinned, not hash-checked (pip-compile --generate-hashes "
+                               "makes a hashed file)")  # fmt: skip
+                as_builder([*pip, "-r", "requirements.txt"], env=env, quiet=True)
+            else:
+                self.clock.say("build: installing hash-checked requirements (requirements.txt)")
+                as_builder([*pip, "--no-deps", "--require-hashes", "-r", "requirements.txt"], env=env, quiet=True)
+        elif (path / "pyproject.toml").is_file() or (path / "setup.py").is_file():
+            self.clock.say("build: installing the project (pip install .: pyproject.toml or setup.py)")
+            as_builder([*pip, "."], env=env, quiet=True)
+        else:
+            raise StepFailed("build", f"no dependencies: {self.app_root or '.'} has no requirements.txt, "
+                                      "pyproject.toml or setup.py")  # fmt: skip
+        if not (path / "venv/bin/gunicorn").exists():
+            self.clock.say("build: the app does not require gunicorn: installing the stack's (hash-checked)")
+            as_builder([*pip, "--no-deps", "--require-hashes", "-r", str(self.lib / "gunicorn-requirements.txt")],
+                       env=env, quiet=True)  # fmt: skip
+
+    def web_of(self, path, web, as_builder):
+        """{"wsgi_app", "options", "ignored"} of the web process: gunicorn's own parser (the release's
+        gunicorn) reads ``web`` (an argv); the options the stack sets itself are dropped and named."""
+        script = ("import json, sys\nfrom gunicorn.config import Config\n"
+                  "ns = Config().parser().parse_args(sys.argv[1:])\n"
+                  "print(json.dumps({k: v for k, v in vars(ns).items() if v is not None}))")  # fmt: skip
+        try:
+            out = as_builder(["venv/bin/python", "-I", "-c", script, *web[1:]], quiet=True)
+            options = json.loads(out.strip().splitlines()[-1])
+        except (StepFailed, ValueError, IndexError) as error:
+            raise StepFailed("build", f"web: {shlex.join(web)}: gunicorn does not take these arguments: "
+                                      f"{getattr(error, 'reason', error)}") from None  # fmt: skip
+        positional = options.pop("args", None) or []
+        wsgi_app = options.pop("wsgi_app", None) or (positional[0] if positional else None)
+        if not wsgi_app:
+            raise StepFailed("build", f"web: {shlex.join(web)} names no WSGI app (module:app); set wsgi_app")
+        ignored = sorted(key for key in options if key in GUNICORN_STACK_OWNED)
+        for key in ignored:
+            del options[key]
+        if unexpanded := [f"--{k}={v}" for k, v in options.items() if "$" in str(v)]:
+            raise StepFailed("build", f"web: {', '.join(unexpanded)}: a shell variable is not expanded in the web "
+                                      "line (only bind and workers, which the stack sets, may use one)")  # fmt: skip
+        if ignored:
+            self.clock.say(f"build: web: the stack sets {', '.join(ignored)} itself: the Procfile's are ignored")
+        return {"wsgi_app": wsgi_app, "options": options, "ignored": ignored}
+
+    def link_shared(self, path, static_folder):
+        """In the sealed release at ``path``: link each of shared_dirs to /var/lib/<app>/shared/<dir>
+        (the app user's, kept across releases; whatever the release holds there is replaced), and
+        .static to the static folder (nginx serves static files from <release>/.static)."""
+        for rel in self.shared_dirs:
+            target = self.shared / rel
+            parent = self.shared
+            for part in Path(rel).parts[:-1]:  # root's directories above it, the last one the app user's
+                parent = parent / part
+                parent.mkdir(mode=0o755, exist_ok=True)
+            if not target.is_dir() or target.is_symlink():
+                target.mkdir(mode=0o750)
+                shutil.chown(target, self.app, self.app)
+            inside = path
+            for part in Path(rel).parts[:-1]:
+                inside = inside / part
+                if inside.is_symlink() or (inside.exists() and not inside.is_dir()):
+                    raise StepFailed("build", f"shared_dirs {rel}: {inside} is not a directory")
+                inside.mkdir(mode=0o755, exist_ok=True)
+            link = path / rel
+            if link.is_symlink() or link.is_file():
+                link.unlink()
+            elif link.is_dir():
+                shutil.rmtree(link)
+            link.symlink_to(target)
+            os.lchown(link, 0, grp.getgrnam(self.app).gr_gid)
+            self.clock.say(f"build: shared: {rel} -> {target}")
+        if static_folder:
+            real = (path / static_folder).resolve()
+            if not real.is_relative_to(path) or not real.is_dir():
+                raise StepFailed("build", f"static_folder {static_folder!r} is not a directory inside the release")
+            (path / ".static").symlink_to(static_folder)
+            os.lchown(path / ".static", 0, grp.getgrnam(self.app).gr_gid)
 
     def end_builder(self):
         """Make sure no process of the build user runs. Each build step's unit ended what the step
@@ -546,33 +747,32 @@ class Stack:
         except OSError as error:
             raise StepFailed("seal", f"sealing {path}: {error}") from error
 
+    def launch(self, release, *cmd):
+        """The command line that runs ``cmd`` in ``release``'s directory and environment (launch.py)."""
+        return [str(self.lib / "launch"), "--release", release, "--", *cmd]
+
     def check(self, release):
         """Import the app and validate gunicorn's config as the app user, as an instance would."""
-        path = self.releases / release
         self.clock.say("check: gunicorn --check-config (imports the app, validates settings)")
         run(
-            ["venv/bin/gunicorn", "--check-config", "--config", "gunicorn.conf.py"],
+            self.launch(release, "gunicorn", "--check-config", "--config", str(self.lib / "gunicorn.conf.py")),
             "check",
             user=self.app,
-            cwd=path,
-            env={"TODO_APP_NAME": self.app, "TODO_INSTANCE": f"{self.app}-check"},
+            env={"SUPERVISOR_PROCESS_NAME": f"{self.app}-check"},
             quiet=True,
         )
 
     def migrate(self, release):
-        """Apply the release's pending migrations (yoyo; each in a transaction, so a failure changes nothing,
-        but one that says `-- transactional: false`, as CREATE INDEX CONCURRENTLY must be)."""
-        self.clock.say("migrate: yoyo apply (expand only: the serving release must keep working)")
-        run(
-            ["sh", "-c", f". {self.env_file} && PGPASSWORD=$TODO_DATABASE_PASSWORD exec venv/bin/yoyo apply --batch "
-             f"--no-config-file --database \"postgresql+psycopg://${{TODO_DATABASE_USER:-{self.app}}}@/{self.app}"
-             f"?{self.database_query}\" "
-             "migrations"],
-            "migrate",
-            user=self.app,
-            cwd=self.releases / release,
-            quiet=True,
-        )  # fmt: skip
+        """Run the release's release command (the Procfile's release: line or the release_command
+        setting: migrations, say) once, as the app user, in the release's environment; its output
+        is shown. StepFailed("release command") when it fails: nothing has switched."""
+        command = self.metadata(release).get("release_command")
+        if not command:
+            self.clock.say("release command: none (no release: line in the Procfile, no release_command)")
+            return
+        self.clock.say(f"release command: {command}")
+        run(self.launch(release, "/bin/bash", "-c", command), "release command", user=self.app,
+            stdin=subprocess.DEVNULL)  # fmt: skip
 
     def unsealed(self):
         """Kept releases the build user still owns (built by a release tool from before sealing, or
@@ -593,10 +793,12 @@ class Stack:
         sealed first (Stack.seal_kept): nothing serves code the build user can change."""
         self.seal_kept()
         self.clock.say(f"switch: current -> releases/{release}")
-        tmp = self.srv / "current.new"
-        tmp.unlink(missing_ok=True)
-        tmp.symlink_to(f"releases/{release}")
-        os.replace(tmp, self.current_link)
+        before = self.current()
+        # previous: the release that served before, whose static files nginx still serves to the pages
+        # it rendered while the instances roll (nginx tries current's, then previous's).
+        if before and before != release:
+            point(self.previous_link, f"releases/{before}")
+        point(self.current_link, f"releases/{release}")
 
     # --- Rolling the instances ----------------------------------------------------------------
 
@@ -628,27 +830,40 @@ class Stack:
             return False
 
     def healthy(self, instance, release):
-        """Wait until ``instance`` answers /healthz 200 and /version names ``release``."""
+        """Wait until ``instance`` runs ``release`` (its master's working directory: Stack.running),
+        answers health_path with 200 and its socket is open to nginx (health_timeout seconds); else
+        StepFailed("health check") with the last lines of the instance's log (the app's traceback)."""
         sock = str(self.run_dir / f"{instance}.sock")
         deadline, last = time.monotonic() + self.health_timeout, "no answer"
         while time.monotonic() < deadline:
             try:
-                status, body = get(sock, "/healthz")
-                if status != 200:
-                    last = f"/healthz answered {status}: {body[:200]}"
+                runs = self.running([instance])[instance]
+                if runs != release:
+                    last = f"its master runs {runs}, not {release}" if runs else "it is not running"
                 else:
-                    serving = json.loads(get(sock, "/version")[1]).get("release")
-                    if serving != release:
-                        last = f"/version says release {serving}, expected {release}"
+                    status, body = get(sock, self.health_path)
+                    if status != 200:
+                        last = f"{self.health_path} answered {status}: {body[:200]}"
                     elif not self.is_open(instance):
                         last = f"{sock} is healthy but not open to nginx yet"
                     else:
                         return
             except Exception as exc:  # noqa: BLE001 (any answer but a healthy one is "not yet": a bad
-                # status line or a /version that is not JSON must not escape the roll's recovery)
+                # status line must not escape the roll's recovery)
                 last = f"{sock}: {exc!r}"
             time.sleep(0.2)
-        raise StepFailed("health check", f"{instance} not healthy after {self.health_timeout:.0f} s: {last}")
+        raise StepFailed("health check", f"{instance} not healthy after {self.health_timeout:.0f} s: {last}"
+                                         f"{self.log_tail(instance)}")  # fmt: skip
+
+    def log_tail(self, program, lines=20):
+        """The last ``lines`` lines of a program's log (/var/log/<app>/<program>.log), indented, or ""."""
+        try:
+            with open(f"/var/log/{self.app}/{program}.log", "rb") as log:
+                log.seek(max(0, os.fstat(log.fileno()).st_size - 16384))
+                tail = log.read().decode(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return ""
+        return f"\n  last lines of /var/log/{self.app}/{program}.log:\n" + "\n".join(f"    {x}" for x in tail)
 
     def supervisorctl(self, *args, step):
         out = subprocess.run(["supervisorctl", *args], capture_output=True, text=True, check=False)
@@ -765,6 +980,14 @@ class Stack:
         except StepFailed:
             return  # the commit was never pushed here (released by another repository)
         run([*git, "update-ref", f"refs/heads/{self.deploy_branch}", commit], "switch", **deployer)
+
+
+def point(link, target):
+    """Make the symlink ``link`` name ``target``, atomically (a new link renamed over it)."""
+    tmp = link.with_name(link.name + ".new")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target)
+    os.replace(tmp, link)
 
 
 def get(sock, url, timeout=2.0):
@@ -910,21 +1133,21 @@ def scram_verifier(password, rounds=4096):
 def rotate(stack, opts):
     env = stack.read_env()
     if opts.secret == "secret-key":
-        old, new = env["TODO_SECRET_KEY"], secrets.token_hex(32)
-        env["TODO_SECRET_KEY_FALLBACKS"] = new
+        old, new = env["SECRET_KEY"], secrets.token_hex(32)
+        env["SECRET_KEY_FALLBACKS"] = new
         stack.write_env(env)
         stack.roll_all("1/2: the new key accepted beside the old one")
-        env["TODO_SECRET_KEY"], env["TODO_SECRET_KEY_FALLBACKS"] = new, old
+        env["SECRET_KEY"], env["SECRET_KEY_FALLBACKS"] = new, old
         stack.write_env(env)
         return stack.roll_all("2/2: signing with the new key, the old one still accepted")
-    current = env.get("TODO_DATABASE_USER", stack.app)
+    current = env.get("DATABASE_USER", stack.app)
     idle = stack.app if current != stack.app else f"{stack.app}_b"
     password = secrets.token_hex(24)
     stack.clock.say(f"rotate: a new password for {idle} (the instances log in as {current})")
     # Its SCRAM verifier, never the password: the statement shows in pg_stat_activity (pg_monitor)
     # and in the log (log_statement=ddl).
     stack.psql(f"ALTER ROLE {idle} WITH LOGIN PASSWORD '{scram_verifier(password)}';", "rotate")
-    env["TODO_DATABASE_USER"], env["TODO_DATABASE_PASSWORD"] = idle, password
+    env["DATABASE_USER"], env["DATABASE_PASSWORD"] = idle, password
     stack.write_env(env)
     release = stack.roll_all(f"they log in as {idle} from now on")
     stack.clock.say(f"rotate: {current} loses its password")

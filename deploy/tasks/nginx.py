@@ -90,13 +90,13 @@ def nginx(s):
         files.directory(name=f"Ensure {path} ({owner} {mode}; {what}).", path=path, user=owner, group=owner, mode=mode)
     unit = dropin("nginx.service", s)
     tls = certificate(s) if lb else []
-    if s["app_upstream"]:
+    if lb:
         files.directory(name=f"Ensure {os.path.dirname(s['unavailable_page'])} exists.",
                         path=os.path.dirname(s["unavailable_page"]), user="root", group="root", mode="755")  # fmt: skip
         # Read at each request: a new copy needs no reload.
         files.put(
-            name="Ensure the load balancer's 'unavailable' page (the app's, for when no app host answers).",
-            src="app/todo/static/unavailable.html",
+            name="Ensure nginx's 'unavailable' page (for when no instance or app host answers).",
+            src="nginx/unavailable.html",
             dest=s["unavailable_page"],
             user="root",
             group="root",
@@ -109,6 +109,7 @@ def nginx(s):
             ("nginx/nginx.conf.j2", "/etc/nginx/nginx.conf", "644", s),
             *((f"nginx/snippets/todo/{name}", f"{s['nginx_snippets']}/{name}", "644", None) for name in SNIPPETS),
             ("nginx/snippets/todo/proxy.conf.j2", f"{s['nginx_snippets']}/proxy.conf", "644", s),
+            ("nginx/snippets/todo/static.conf.j2", f"{s['nginx_snippets']}/static.conf", "644", s),
             *((src, f"/etc/nginx/sites-available/{name}.conf", "644", s) for name, src in wanted),
         ],
         check="nginx -t -q",

@@ -17,13 +17,13 @@ SETTINGS_CHECK = (
     "WHERE error IS NOT NULL AND error <> 'setting could not be applied'\")\" = 0 ]"
 )
 
-#: Prints the SCRAM-SHA-256 verifier of $TODO_DATABASE_PASSWORD, as PostgreSQL stores it
+#: Prints the SCRAM-SHA-256 verifier of $DATABASE_PASSWORD, as PostgreSQL stores it
 #: (RFC 5802, RFC 7677; PostgreSQL's src/common/scram-common.c: 4096 iterations, a 16-byte salt),
 #: so that ALTER ROLE carries the verifier and never the password. The stack's passwords are hex:
 #: SASLprep leaves them as they are.
 SCRAM_VERIFIER = """
 import base64, hashlib, hmac, os
-password, salt, rounds = os.environ["TODO_DATABASE_PASSWORD"].encode(), os.urandom(16), 4096
+password, salt, rounds = os.environ["DATABASE_PASSWORD"].encode(), os.urandom(16), 4096
 salted = hashlib.pbkdf2_hmac("sha256", password, salt, rounds)
 client, server = (hmac.new(salted, name, "sha256").digest() for name in (b"Client Key", b"Server Key"))
 b64 = lambda raw: base64.b64encode(raw).decode()
@@ -101,10 +101,10 @@ def postgresql(s, secrets):
         commands=[
             # The file's variables stay unexported (psql, as postgres, gets none of them); python3
             # alone gets the password, in its environment.
-            f'. {s["env_file"]} && verifier=$(TODO_DATABASE_PASSWORD="$TODO_DATABASE_PASSWORD" '
+            f'. {s["env_file"]} && verifier=$(DATABASE_PASSWORD="$DATABASE_PASSWORD" '
             f"python3 -c {shlex.quote(SCRAM_VERIFIER)}) && "
             "printf \"ALTER ROLE %s WITH LOGIN PASSWORD '%s';\\n\" "
-            f'"${{TODO_DATABASE_USER:-{app}}}" "$verifier" | runuser -u postgres -- psql -q -v ON_ERROR_STOP=1'
+            f'"${{DATABASE_USER:-{app}}}" "$verifier" | runuser -u postgres -- psql -q -v ON_ERROR_STOP=1'
         ],
         _if=any_changed(secrets, role),
     )

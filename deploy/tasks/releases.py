@@ -1,6 +1,8 @@
 """The release tool, its settings, the push repository and who may push (the first release
 itself is scripts/provision's last step: scripts/release --if-none)."""
 
+from io import StringIO
+
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import File, FileContents, FindDirectories, FindFiles
@@ -17,6 +19,33 @@ UNBORN_HEAD = "refs/heads/no-branch-checked-out"
 def releases(s):
     """Ensure the release tool, its settings, the deploy group's sudo rule and the push repository."""
     server_tool(s, "release", {key: s[key] for key in RELEASE_SETTINGS})
+    for name, mode in (("launch.py", "755"), ("gunicorn.conf.py", "644"), ("healthcheck.py", "644"),
+                       ("gunicorn-requirements.txt", "644")):  # fmt: skip
+        files.put(
+            name=f"Ensure {s['lib']}/{name.removesuffix('.py') if name == 'launch.py' else name} (the stack's part "
+            "of every process of the app).",
+            src=f"deploy/server/{name}",
+            dest=f"{s['lib']}/{name.removesuffix('.py') if name == 'launch.py' else name}",
+            user="root",
+            group="root",
+            mode=mode,
+        )
+    files.put(
+        name=f"Ensure {s['etc']}/environment: the app's environment from the inventory (app_environment).",
+        src=StringIO("".join(f"{key}={value}\n" for key, value in sorted(s["environment"].items()))),
+        dest=f"{s['etc']}/environment",
+        user="root",
+        group="root",
+        mode="644",
+    )
+    # The operator's configuration (scripts/config): made empty once, never rewritten here.
+    server.shell(
+        name=f"Ensure {s['etc']}/config.env exists (root:{s['app_name']} 0640; scripts/config).",
+        commands=[f"install -m 0640 -o root -g {s['app_name']} /dev/null {s['etc']}/config.env"],
+        _if=lambda: host.get_fact(File, path=f"{s['etc']}/config.env") is None,
+    )
+    files.file(name=f"Ensure {s['etc']}/config.env is root:{s['app_name']} 0640.", path=f"{s['etc']}/config.env",
+               user="root", group=s["app_name"], mode="640")  # fmt: skip
     group = s["deploy_group"]
     server.group(name=f"Ensure the {group} group (may push releases) exists.", group=group, system=True)
     login_user = s["login_user"]

@@ -3,6 +3,7 @@
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import File
+from pyinfra.facts.server import Command
 from pyinfra.operations import files, server
 
 from deploy.operations import barrier, peer_file
@@ -19,11 +20,21 @@ def secrets(s):
             name=f"Ensure {env_file} holds the secrets (generated once).",
             commands=[
                 f"umask 027; rand() {{ od -An -tx1 -N\"$1\" /dev/urandom | tr -d ' \\n'; }}; "
-                f'printf \'TODO_SECRET_KEY=%s\\nTODO_DATABASE_PASSWORD=%s\\n\' "$(rand 32)" "$(rand 24)" '
+                f'printf \'SECRET_KEY=%s\\nDATABASE_PASSWORD=%s\\n\' "$(rand 32)" "$(rand 24)" '
                 f"> {env_file}.new && chown root:{s['app_name']} {env_file}.new && chmod 0640 {env_file}.new "
                 f"&& mv {env_file}.new {env_file}"
             ],
             _if=lambda: host.get_fact(File, path=env_file) is None,
+        )
+        # A secrets file from before the app's environment took the standard names (launch.py).
+        server.shell(
+            name=f"Ensure {env_file} names its secrets as launch.py reads them (no TODO_ prefix).",
+            commands=[
+                f"sed -i -E 's/^TODO_(SECRET_KEY|SECRET_KEY_FALLBACKS|DATABASE_PASSWORD|DATABASE_USER)=/\\1=/' "
+                f"{env_file}"
+            ],
+            # A count, never the lines: the secrets stay on the server.
+            _if=lambda: host.get_fact(Command, command=f"grep -c '^TODO_' {env_file} || true") not in ("0", None),
         )
         files.file(
             name=f"Ensure {env_file} is root:{s['app_name']} 0640.",

@@ -37,9 +37,9 @@ def test_create_app_refuses_to_start_without_database_url():
 
 
 def test_settings_come_from_environment(monkeypatch, database_url):
-    monkeypatch.setenv("TODO_SECRET_KEY", "1e5")
-    monkeypatch.setenv("TODO_DATABASE_URL", database_url)
-    monkeypatch.setenv("TODO_RELEASE", "r42")
+    monkeypatch.setenv("SECRET_KEY", "1e5")
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("RELEASE_ID", "r42")
     app = create_app()
     assert app.config["SECRET_KEY"] == "1e5"  # stays a string
     assert app.config["RELEASE"] == "r42"
@@ -218,7 +218,7 @@ def test_debug_is_off(app):
 @pytest.mark.parametrize(("fallbacks", "status"), [("old-key", 303), ("", 400)], ids=["with-fallback", "without"])
 def test_form_loaded_before_a_secret_key_rotation_posts_with_the_old_key_as_fallback(app, db, fallbacks, status):
     """A page loaded under the old key, posted after the rotation: accepted while the old key is a
-    fallback (TODO_SECRET_KEY_FALLBACKS, as scripts/secrets rotate sets it), refused without."""
+    fallback (SECRET_KEY_FALLBACKS, as scripts/secrets rotate sets it), refused without."""
     old = app.test_client()
     old.environ_base["HTTP_REFERER"] = "https://localhost/"
     app.config["SECRET_KEY"] = "old-key"
