@@ -629,8 +629,9 @@ class Stack:
         requirements.txt (hash-checked when every requirement has a hash, else as pinned, with a
         warning), else the project itself (pyproject.toml or setup.py: pip install .); then gunicorn
         (deploy/server/gunicorn-requirements.txt, hash-checked) when the app does not bring it."""
-        as_builder(["python3", "-m", "venv", "venv"], quiet=True)
-        pip = ["venv/bin/pip", "install", "--quiet", "--disable-pip-version-check", "--no-input"]
+        as_builder(["python3", "-m", "venv", str(path / "venv")], quiet=True)
+        # Absolute: systemd resolves a unit's command before it changes to its working directory.
+        pip = [str(path / "venv/bin/pip"), "install", "--quiet", "--disable-pip-version-check", "--no-input"]
         env = {"PIP_CACHE_DIR": str(self.pip_cache), "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt",
                "HOME": str(self.pip_cache.parent)}  # fmt: skip
         # Wheels pip built from sdists are cached under a key the build user could forge: a build's
@@ -666,7 +667,7 @@ class Stack:
                   "ns = Config().parser().parse_args(sys.argv[1:])\n"
                   "print(json.dumps({k: v for k, v in vars(ns).items() if v is not None}))")  # fmt: skip
         try:
-            out = as_builder(["venv/bin/python", "-I", "-c", script, *web[1:]], quiet=True)
+            out = as_builder([str(path / "venv/bin/python"), "-I", "-c", script, *web[1:]], quiet=True)
             options = json.loads(out.strip().splitlines()[-1])
         except (StepFailed, ValueError, IndexError) as error:
             raise StepFailed("build", f"web: {shlex.join(web)}: gunicorn does not take these arguments: "
