@@ -144,3 +144,25 @@ class Load:
         """Delete this load's todos (the list page lists every todo; keep it small for the next load)."""
         sql = f"DELETE FROM todo WHERE text LIKE '{self.tag}-%'"
         host.check_output(f'runuser -u postgres -- psql -d {helpers.APP} -qc "{sql}"')
+
+
+class PathsLoad(Load):
+    """A bounded load of GETs for any app: each of ``clients`` clients GETs ``paths`` in turn through
+    nginx (no todos, no CSRF), until stopped, ``max_seconds`` or ``max_requests``. A 200 is an
+    answer; anything else, or a socket error, a failure (with the same single retry of a request
+    whose kept-alive connection closed unanswered as Load's)."""
+
+    def __init__(self, address, paths, clients=10, max_seconds=180.0, max_requests=50_000, name=None):
+        super().__init__(address, clients=clients, max_seconds=max_seconds, max_requests=max_requests, name=name)
+        self.paths = list(paths)
+
+    def _client(self, n):
+        session = helpers.new_session(self.address, name=self.name)
+        i = n
+        while self._go_on():
+            path = self.paths[i % len(self.paths)]
+            i += 1
+            try:
+                self._record(f"GET {path}", self._send(session, "GET", f"{self.base}{path}"))
+            except requests.RequestException as exc:
+                self._record(f"GET {path}", error=exc)

@@ -427,6 +427,8 @@ class Stack:
         self.lib = Path(f"/usr/local/lib/{self.app}")
         self.shared = Path(f"/var/lib/{self.app}/shared")
         self.previous_link = self.srv / "previous"
+        self.processes_conf = Path(f"/etc/supervisor/conf.d/{self.app}-processes.conf")
+        self.config_file = Path(f"/etc/{self.app}/config.env")
 
     # --- Releases on disk ---------------------------------------------------------------------
 
@@ -886,73 +888,112 @@ class Stack:
         self.clock.say(f"roll: {instance}: healthy on {release}, open to nginx")
 
     def roll(self, release, previous):
-        """Roll every instance onto ``release``, one at a time; raise StepFailed when one fails.
+        """Roll every instance onto ``release``, one at a time, then its other process types
+        (roll_processes); raise StepFailed when one fails.
 
         On a failure ``previous`` goes back: ``current`` first, then the instances the roll
-        reached, the failed one first (it serves nothing now). When putting it back fails too,
-        stop there: the instances not yet put back keep running ``release``, healthy, rather than
-        meet the same failure, and the StepFailed says so. No ``previous`` (a first release):
-        raise at once.
+        reached, the failed one first (it serves nothing now), then the process types. When
+        putting it back fails too, stop there: the instances not yet put back keep running
+        ``release``, healthy, rather than meet the same failure, and the StepFailed says so. No
+        ``previous`` (a first release): raise at once.
         """
-        for n, instance in enumerate(self.instances):
-            try:
+        reached = []
+        try:
+            for instance in self.instances:
+                reached.insert(0, instance)
                 self.roll_instance(instance, release)
-            except StepFailed as failed:
-                if previous is None:
-                    raise
-                self.clock.say(f"FAILED {failed}; putting {previous} back")
-                self.switch(previous)
-                for back in [instance, *self.instances[:n]]:
-                    try:
-                        self.roll_instance(back, previous)
-                    except StepFailed as again:
-                        self.clock.say(f"FAILED to put {previous} back on {back}: {again}; not putting it back further")
-                        raise StepFailed(failed.step, f"{failed.reason}; then putting {previous} back failed on "
-                                                      f"{back}: {again}") from again  # fmt: skip
+            self.roll_processes(release)
+        except StepFailed as failed:
+            if previous is None:
                 raise
+            self.clock.say(f"FAILED {failed}; putting {previous} back")
+            self.switch(previous)
+            back = None
+            try:
+                for back in reached:
+                    self.roll_instance(back, previous)
+                back = "the other process types"
+                self.roll_processes(previous)
+            except StepFailed as again:
+                self.clock.say(f"FAILED to put {previous} back on {back}: {again}; not putting it back further")
+                raise StepFailed(failed.step, f"{failed.reason}; then putting {previous} back failed on "
+                                              f"{back}: {again}") from again  # fmt: skip
+            raise
+
+    def process_programs(self, release):
+        """{supervisor program: process type} of ``release``'s other process types (not web), as many
+        of each as the processes setting says (1 by default; 0: none): <app>-<type>-<n>."""
+        programs = {}
+        for kind in self.metadata(release).get("processes", {}):
+            count = (self.processes.get(kind) or {}).get("count", 1)
+            programs.update({f"{self.app}-{kind}-{n}": kind for n in range(count)})
+        return programs
+
+    def roll_processes(self, release):
+        """Make supervisor run ``release``'s other process types (the current release's: launch reads
+        ``current`` as each starts) and restart each, one at a time: stopped gracefully (TERM, then
+        30 s), started, and running for startsecs (3 s) on ``release``. A program of a type the
+        release no longer has is stopped and removed. StepFailed("processes") with the last lines of
+        the program's log when one does not start or stay up."""
+        programs = self.process_programs(release)
+        text = "".join(PROCESS_PROGRAM.format(program=name, kind=kind, app=self.app, lib=self.lib, srv=self.srv)
+                       for name, kind in programs.items())  # fmt: skip
+        text = f"; Managed by {NAME}-release: the process types of the current release (its Procfile).\n" + text
+        changed = not self.processes_conf.exists() or self.processes_conf.read_text() != text
+        if changed:
+            write_atomically(self.processes_conf, text, 0o644)
+        if changed or programs:
+            self.supervisorctl("update", step="processes")
+        for name, kind in programs.items():
+            self.clock.say(f"processes: {name} ({kind}): restarting")
+            self.supervisorctl("stop", name, step="processes")
+            out = subprocess.run(["supervisorctl", "start", name], capture_output=True, text=True, check=False)
+            runs = self.running([name])[name]
+            if out.returncode or runs != release:
+                raise StepFailed("processes", f"{name} did not start on {release}: "
+                                              f"{(out.stdout + out.stderr).strip()}{self.log_tail(name)}")  # fmt: skip
+        if programs:
+            self.clock.say(f"processes: {', '.join(programs)} running {release}")
 
     def remove_programs(self):
-        """Stop and unload every instance's program (a failed first release: nothing to serve).
-
-        supervisor would otherwise restart them against a release that no longer exists.
+        """Stop and unload every instance's and process type's program (a failed first release:
+        nothing to serve). supervisor would otherwise restart them against a release that no longer exists.
         """
         for instance in self.instances:
             self.supervisorctl("stop", instance, step="stop")
             self.supervisorctl("remove", instance, step="stop")
+        if self.processes_conf.exists():
+            self.processes_conf.unlink()
+            self.supervisorctl("update", step="stop")
         self.clock.say(f"no release serves: stopped and removed {', '.join(self.instances)} from supervisor")
 
     # --- Secrets --------------------------------------------------------------------------------
 
-    def read_env(self):
-        """The secrets file as {KEY: value}."""
-        pairs = (line.split("=", 1) for line in self.env_file.read_text().splitlines() if "=" in line)
+    def read_env(self, path=None):
+        """The secrets file (or ``path``) as {KEY: value}."""
+        pairs = (line.split("=", 1) for line in (path or self.env_file).read_text().splitlines() if "=" in line)
         return {key.strip(): value.strip() for key, value in pairs}
 
-    def write_env(self, env):
-        """Replace the secrets file atomically: root:<app> 0640, written beside it, then renamed."""
-        new = self.env_file.with_name(self.env_file.name + ".new")
-        fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o640)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            os.fchown(out.fileno(), 0, grp.getgrnam(self.app).gr_gid)
-            os.fchmod(out.fileno(), 0o640)
-            out.write("".join(f"{key}={value}\n" for key, value in env.items()))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(new, self.env_file)
+    def write_env(self, env, path=None):
+        """Replace the secrets file (or ``path``) atomically: root:<app> 0640, written beside it, then renamed."""
+        text = "".join(f"{key}={value}\n" for key, value in env.items())
+        write_atomically(path or self.env_file, text, 0o640, grp.getgrnam(self.app).gr_gid)
 
     def psql(self, sql, step):
         """Run SQL as postgres in the app's database; passwords go through stdin, never argv."""
         run(["runuser", "-u", "postgres", "--", "psql", "-q", "-v", "ON_ERROR_STOP=1", "-d", self.app], step,
             input=sql, quiet=True)  # fmt: skip
 
-    def roll_all(self, why):
-        """Roll every instance onto the current release (each reads the secrets file as it starts)."""
+    def roll_all(self, why, step="rotate"):
+        """Roll every instance and process type onto the current release (each reads its environment
+        as it starts)."""
         release = self.current()
         if release is None:
-            raise StepFailed("rotate", "no current release: deploy one first")
-        self.clock.say(f"rotate: rolling the instances ({why})")
+            raise StepFailed(step, "no current release: deploy one first")
+        self.clock.say(f"{step}: rolling the instances ({why})")
         for instance in self.instances:
             self.roll_instance(instance, release)
+        self.roll_processes(release)
         return release
 
     def prune(self):
@@ -981,6 +1022,41 @@ class Stack:
         except StepFailed:
             return  # the commit was never pushed here (released by another repository)
         run([*git, "update-ref", f"refs/heads/{self.deploy_branch}", commit], "switch", **deployer)
+
+
+#: One supervisor program of a process type (launch.py runs its command); as the instances' programs.
+PROCESS_PROGRAM = """
+[program:{program}]
+command={lib}/launch --process {kind}
+directory={srv}
+user={app}
+environment=HOME="{srv}"
+autostart=true
+autorestart=true
+startsecs=3
+startretries=3
+stopsignal=TERM
+stopwaitsecs=30
+stopasgroup=true
+killasgroup=true
+redirect_stderr=true
+stdout_logfile=/var/log/{app}/{program}.log
+stdout_logfile_maxbytes=10MB
+stdout_logfile_backups=5
+"""
+
+
+def write_atomically(path, text, mode, group=0):
+    """Replace the file ``path`` with ``text``: root:``group`` ``mode``, written beside it, then renamed."""
+    new = path.with_name(path.name + ".new")
+    fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        os.fchown(out.fileno(), 0, group)
+        os.fchmod(out.fileno(), mode)
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(new, path)
 
 
 def point(link, target):
@@ -1119,6 +1195,87 @@ def restart(stack, opts):
     return current
 
 
+#: An environment variable's name (POSIX: letters, digits and _, not starting with a digit).
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: Variables the stack sets that the operator's configuration may not replace (launch.py).
+RESERVED = ("PATH", "VIRTUAL_ENV", "HOME", "RELEASE_ID", "GIT_REV", "PYTHONUNBUFFERED", "SUPERVISOR_PROCESS_NAME",
+            "WEB_CONCURRENCY", "PROMETHEUS_MULTIPROC_DIR")  # fmt: skip
+
+
+def parse_assignments(lines):
+    """[(KEY, VALUE)] from KEY=VALUE lines (the last one given wins); StepFailed("config") names a
+    line without =, a name that is not an environment variable's or a name the stack sets."""
+    pairs = {}
+    for line in lines:
+        key, eq, value = line.partition("=")
+        if not eq:
+            raise StepFailed("config", f"{line[:40]!r}: expected KEY=VALUE")
+        if not ENV_NAME.fullmatch(key):
+            raise StepFailed("config", f"{key[:40]!r} is not a valid environment variable name (letters, digits "
+                                       "and _, not starting with a digit)")  # fmt: skip
+        if key in RESERVED:
+            raise StepFailed("config", f"{key} is set by the stack (launch.py) and cannot be configured")
+        if "\0" in value or "\r" in value:
+            raise StepFailed("config", f"{key}: a value holds no NUL or carriage return")
+        pairs[key] = value
+    return pairs
+
+
+def config(stack, opts):
+    """Set, unset or list the app's configuration (/etc/<app>/config.env: scripts/config); a change
+    rolls the instances and process types, with no failed request; on a failure the configuration
+    before is put back and rolled again."""
+    before = stack.read_env(stack.config_file) if stack.config_file.exists() else {}
+    if opts.action == "list":
+        for key, value in sorted(before.items()):
+            shown = value if opts.values else (value[:2] + "*" * 6 if len(value) > 8 else "*" * 6)
+            print(f"{key}={shown}")
+        if not before:
+            print(f"(no configuration in {stack.config_file})", file=sys.stderr)
+        return None
+    after = dict(before)
+    if opts.action == "set":
+        pairs = parse_assignments(opts.pairs or sys.stdin.read().splitlines())
+        if not pairs:
+            raise StepFailed("config", "nothing to set: give KEY=VALUE (or KEY=VALUE lines on standard input)")
+        after.update(pairs)
+    else:
+        if unknown := [key for key in opts.pairs if key not in before]:
+            raise StepFailed("config", f"not set: {', '.join(unknown)} (config list names what is set)")
+        for key in opts.pairs:
+            del after[key]
+    if after == before:
+        stack.clock.say("config: no change; nothing rolled")
+        return stack.current()
+    stack.write_env(after, stack.config_file)
+    changed = sorted(key for key in set(after) | set(before) if after.get(key) != before.get(key))
+    stack.clock.say(f"config: {opts.action} {', '.join(changed)}")
+    release = stack.current()
+    if release is None:
+        return None
+    try:
+        stack.roll_all("the configuration changed", step="config")
+    except StepFailed:
+        stack.clock.say("config: putting the configuration before back")
+        stack.write_env(before, stack.config_file)
+        stack.roll_all("the configuration before", step="config")
+        raise
+    return release
+
+
+def run_command(stack, opts):
+    """Run a command as the app user in the current release's directory and environment; its output
+    and exit status are the command's (the process is replaced: nothing here runs after it)."""
+    if stack.current() is None:
+        print(f"{NAME}-release run: no current release: release one first", file=sys.stderr)
+        return 2
+    command = opts.cmd[1:] if opts.cmd[:1] == ["--"] else opts.cmd
+    if not command:
+        print(f"{NAME}-release run: give a command: run -- CMD [ARG...]", file=sys.stderr)
+        return 2
+    os.execvp("runuser", ["runuser", "-u", stack.app, "--", str(stack.lib / "launch"), "--", *command])
+
+
 def scram_verifier(password, rounds=4096):
     """The SCRAM-SHA-256 verifier of ``password`` as PostgreSQL stores it (RFC 5802 and 7677; 4096
     rounds and a 16-byte salt as PostgreSQL's src/common/scram-common.c); hex passwords need no
@@ -1206,6 +1363,12 @@ def main(argv=None):
     r = commands.add_parser("rollback", help="back to the previous or a named release")
     r.add_argument("release", nargs="?")
     commands.add_parser("restart", help="roll every instance onto the current release")
+    c = commands.add_parser("config", help="set, unset or list the app's configuration (its environment)")
+    c.add_argument("action", choices=["set", "unset", "list"])
+    c.add_argument("pairs", nargs="*", metavar="KEY[=VALUE]", help="set: KEY=VALUE (none: lines on stdin); unset: KEY")
+    c.add_argument("--values", action="store_true", help="list: show the values (masked otherwise)")
+    x = commands.add_parser("run", help="run a command as the app user in the current release's environment")
+    x.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]")
     commands.add_parser("seal", help="seal every kept release the build user still owns (provisioning)")
     commands.add_parser("list", help="kept releases, the current one marked *")
     rot = commands.add_parser("rotate", help="replace a secret with no failed request")
@@ -1223,6 +1386,15 @@ def main(argv=None):
     if opts.command == "list":
         list_releases(stack)
         return 0
+    if opts.command == "run":
+        return run_command(stack, opts)
+    if opts.command == "config" and opts.action == "list":
+        try:
+            config(stack, opts)
+        except StepFailed as failed:
+            print(f"{NAME}-release config: {failed.reason}", file=sys.stderr)
+            return 1
+        return 0
     # In /run, which only root may write (not /run/lock: anyone could take a lock there and hold it).
     lock_path = f"/run/{stack.app}-release.lock"
     lock = os.fdopen(os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600), "w")
@@ -1235,7 +1407,7 @@ def main(argv=None):
         stack.seal_kept()
         return 0
     action = {"deploy": deploy, "rollback": rollback, "restart": restart, "rotate": rotate, "migrate": migrate,
-              "activate": activate, "discard": discard}[opts.command]  # fmt: skip
+              "activate": activate, "discard": discard, "config": config}[opts.command]  # fmt: skip
     before = stack.current()
     command = "prepare" if getattr(opts, "prepare", False) else opts.command  # the history's name of it
     try:

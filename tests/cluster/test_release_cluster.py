@@ -97,7 +97,8 @@ def test_a_release_that_fails_on_the_second_app_host_puts_the_first_back(lb, app
         init = Path(tree, "app/todo/__init__.py")
         init.write_text(
             init.read_text() + "\n\nimport os  # noqa: E402\n\n"
-            "if os.path.exists('/etc/todo/fail-release-here') and os.environ.get('TODO_INSTANCE') != 'todo-check':\n"
+            "if os.path.exists('/etc/todo/fail-release-here') and "
+            "os.environ.get('SUPERVISOR_PROCESS_NAME') != 'todo-check':\n"
             "    raise RuntimeError('this host refuses the release')\n"
         )
 

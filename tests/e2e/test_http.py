@@ -124,14 +124,16 @@ def test_body_over_limit_is_413_from_nginx(web, host, app_name):
 
 
 def test_app_refuses_a_body_over_its_own_limit_too(host, app_name):
-    """Flask's MAX_CONTENT_LENGTH is the deploy's max_body_bytes (set through supervisor), not a constant."""
-    env = host.check_output(f"grep -o 'TODO_MAX_CONTENT_LENGTH=\"[0-9]*\"' /etc/supervisor/conf.d/{app_name}.conf")
-    limit = int(env.split('"')[1])
+    """Flask's MAX_CONTENT_LENGTH is the deploy's max_body_bytes, not a constant: FLASK_MAX_CONTENT_LENGTH
+    in /etc/<app>/environment, which launch gives every process of the app."""
+    env = host.check_output(f"grep -x 'FLASK_MAX_CONTENT_LENGTH=[0-9]*' /etc/{app_name}/environment")
+    limit = int(env.split("=")[1])
     nginx = host.check_output(f"grep -o 'client_max_body_size [0-9]*' /etc/nginx/sites-available/{app_name}.conf")
     assert limit == int(nginx.split()[1])
     pid = host.check_output(f"supervisorctl pid {app_name}-0")
-    environ = host.check_output(f"tr '\\0' '\\n' < /proc/{pid}/environ")
-    assert f"TODO_MAX_CONTENT_LENGTH={limit}" in environ.split()
+    # That one variable alone: the instance's environment holds its secrets too (SECRET_KEY, PGPASSWORD).
+    environ = host.check_output(f"tr '\\0' '\\n' < /proc/{pid}/environ | grep '^FLASK_MAX_CONTENT_LENGTH=' || true")
+    assert environ.split() == [f"FLASK_MAX_CONTENT_LENGTH={limit}"]
 
 
 def test_healthz(web):

@@ -235,7 +235,7 @@ def test_supervisor_control_socket_root_only_and_no_http_server(host):
 
 def test_secrets_never_in_process_arguments_or_logs(host, app_name):
     env = host.file(f"/etc/{app_name}/{app_name}.env").content_string
-    secret_keys = ("TODO_SECRET_KEY", "TODO_SECRET_KEY_FALLBACKS", "TODO_DATABASE_PASSWORD")  # not the role's name
+    secret_keys = ("SECRET_KEY", "SECRET_KEY_FALLBACKS", "DATABASE_PASSWORD")  # not the role's name
     pairs = [line.split("=", 1) for line in env.splitlines() if "=" in line and not line.startswith("#")]
     secrets = [value for key, value in pairs if key in secret_keys and value]
     arguments = host.check_output("ps -eo args=")

@@ -2,6 +2,7 @@
 properties of the host, so that a tester's non-destructive run notices when one is undone
 (the destructive tests in tests/chaos and the reboot test show the behaviour itself)."""
 
+import json
 import re
 
 import pytest
@@ -43,9 +44,13 @@ def test_every_log_the_stack_writes_is_rotated(host, app_name):
 def test_instances_restart_by_themselves_and_stop_gracefully(host, app_name, instances):
     """supervisor restarts a dead instance, outlasts a slow database, and stops the whole group
     only after gunicorn's graceful timeout (so no worker is orphaned or cut off mid-request)."""
+    # The stack's gunicorn config sets it; the release's own gunicorn options (its Procfile's web: line,
+    # in .release.json) may change it.
+    stack_config = host.file(f"/usr/local/lib/{app_name}/gunicorn.conf.py").content_string
+    graceful = int(re.search(r"^graceful_timeout = (\d+)", stack_config, re.M).group(1))
     release = host.file(f"/srv/{app_name}/current").linked_to
-    graceful = int(re.search(r"^graceful_timeout = (\d+)", host.file(f"{release}/gunicorn.conf.py").content_string,
-                             re.M).group(1))  # fmt: skip
+    web = json.loads(host.file(f"{release}/.release.json").content_string).get("web", {})
+    graceful = int(web.get("options", {}).get("graceful_timeout", graceful))
     programs = program_settings(host, app_name)
     assert sorted(programs) == sorted(instances)
     for settings in programs.values():

@@ -15,11 +15,13 @@ def _fails_to_start_on(instance):
     """A change whose instance ``instance`` fails as it starts (its check, as <app>-check, passes)."""
 
     def change(tree):
-        path = Path(tree, "app/gunicorn.conf.py")
+        # The app fails as it is imported in that instance alone (supervisor's SUPERVISOR_PROCESS_NAME):
+        # its workers fail to boot, which stops its gunicorn master at once.
+        path = Path(tree, "app/todo/__init__.py")
         path.write_text(
-            path.read_text() + "\n\n_on_starting = on_starting\n\n\ndef on_starting(server):\n"
-            f"    if INSTANCE == {instance!r}:\n        raise RuntimeError('put-back probe')\n"
-            "    _on_starting(server)\n"
+            path.read_text() + "\n\nimport os  # noqa: E402\n\n"
+            f"if os.environ.get('SUPERVISOR_PROCESS_NAME') == {instance!r}:\n"
+            "    raise RuntimeError('put-back probe')\n"
         )
 
     return change

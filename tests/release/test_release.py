@@ -141,15 +141,22 @@ def _failing_health_check(tree):
 
 
 def _instance_will_not_start(tree):
-    path = Path(tree, "app/gunicorn.conf.py")
-    path.write_text(path.read_text() + '\n\ndef on_starting(server):\n    raise RuntimeError("release probe")\n')
+    """The app fails as it is imported in an instance (supervisor's SUPERVISOR_PROCESS_NAME, <app>-N) but not
+    in the release's check (<app>-check): the check passes, and the first instance's workers fail to boot,
+    which stops its gunicorn master at once."""
+    path = Path(tree, "app/todo/__init__.py")
+    path.write_text(
+        path.read_text() + "\n\nimport os  # noqa: E402\n\n"
+        f"if os.environ.get('SUPERVISOR_PROCESS_NAME') != {helpers.APP + '-check'!r}:\n"
+        "    raise RuntimeError('release probe')\n"
+    )
 
 
 @pytest.mark.parametrize(
     ("change", "step", "restarts"),
     [
         (_broken_import, "check", False),
-        (_failing_migration, "migrate", False),
+        (_failing_migration, "release command", False),
         (_failing_health_check, "health check", True),
         (_instance_will_not_start, "start", True),
     ],
@@ -174,7 +181,7 @@ def test_failed_release_keeps_the_old_one_serving(
     after = masters(host, instances)
     assert all(after[i] == pids[i] for i in instances[1:]), "the release stopped at the first instance"
     assert (after[instances[0]] != pids[instances[0]]) == restarts
-    if step == "migrate":
+    if step == "release command":
         tables = query(host, "\\dt")
         assert "release_probe" not in tables, "the failed migration was rolled back"
 

@@ -38,8 +38,8 @@ def test_secret_key_rotation_under_load_keeps_sessions_and_forms_from_before(
     assert rotated.returncode == 0, rotated.stdout[-2000:] + rotated.stderr[-2000:]
     assert_clean(load, host)
     after = secrets_file(host, app_name)
-    assert after["TODO_SECRET_KEY"] != before["TODO_SECRET_KEY"]
-    assert after["TODO_SECRET_KEY_FALLBACKS"] == before["TODO_SECRET_KEY"]
+    assert after["SECRET_KEY"] != before["SECRET_KEY"]
+    assert after["SECRET_KEY_FALLBACKS"] == before["SECRET_KEY"]
     assert all(instance_pids(host, instances)[i] != pids[i] for i in instances), "every instance reads the new key"
     text = f"rotation-{uuid.uuid4().hex[:8]}"
     posted = user.post(
@@ -57,7 +57,7 @@ def test_database_password_rotation_under_load_never_uses_a_rejected_password(
     log = "/var/log/postgresql/postgresql-15-main.log"
     for _ in range(2):
         before = secrets_file(host, app_name)
-        old_user, lines = before.get("TODO_DATABASE_USER", app_name), int(host.check_output(f"wc -l < {log}"))
+        old_user, lines = before.get("DATABASE_USER", app_name), int(host.check_output(f"wc -l < {log}"))
         # postgres's DDL logged meanwhile: what pg_monitor sees in pg_stat_activity, kept.
         host.check_output("runuser -u postgres -- psql -qc \"ALTER ROLE postgres SET log_statement = 'ddl'\"")
         try:
@@ -69,14 +69,14 @@ def test_database_password_rotation_under_load_never_uses_a_rejected_password(
         assert rotated.returncode == 0, rotated.stdout[-2000:] + rotated.stderr[-2000:]
         assert_clean(load, host)
         after = secrets_file(host, app_name)
-        new_user = after["TODO_DATABASE_USER"]
-        assert new_user != old_user and after["TODO_DATABASE_PASSWORD"] != before["TODO_DATABASE_PASSWORD"]
+        new_user = after["DATABASE_USER"]
+        assert new_user != old_user and after["DATABASE_PASSWORD"] != before["DATABASE_PASSWORD"]
         logged = host.check_output(f"tail -n +{lines + 1} {log}")
         assert not re.search(r"password authentication failed", logged), logged[-2000:]
         assert "SCRAM-SHA-256$4096:" in logged, "the ALTER ROLE was not logged: the next check proves nothing"
-        assert after["TODO_DATABASE_PASSWORD"] not in logged, "the password reached PostgreSQL's log"
+        assert after["DATABASE_PASSWORD"] not in logged, "the password reached PostgreSQL's log"
         rejected = host.run(
-            f"PGPASSWORD={before['TODO_DATABASE_PASSWORD']} psql -w -h /var/run/postgresql -U {old_user} -d {app_name} "
+            f"PGPASSWORD={before['DATABASE_PASSWORD']} psql -w -h /var/run/postgresql -U {old_user} -d {app_name} "
             "-Atc 'SELECT 1'"
         )
         assert rejected.rc != 0 and "password" in rejected.stderr, "the old login still works"

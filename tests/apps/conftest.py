@@ -1,0 +1,92 @@
+"""Apps nobody here wrote, deployed unmodified by the stack: each on a local machine of its own,
+fetched from PyPI at a pinned version by the test (nothing of theirs is kept in this repository).
+
+The machine is started by scripts/test (``scripts/machine --name flaskr --address 192.168.56.40
+start``); these fixtures make the operator's repository, provision the machine from bare with it
+(scripts/provision INVENTORY --app REPO: the stack, then the app's first release) and give the
+tests its address, a testinfra host and a way to commit and release changes."""
+
+import os
+import subprocess
+import tarfile
+
+import pytest
+
+from tests.conftest import REPO, named_machine, run_script
+
+#: Flask's tutorial app, flaskr, comes from Flask's sdist at this version (examples/tutorial).
+FLASK_SDIST = "flask==3.1.2"
+FLASKR_ADDRESS = "192.168.56.40"
+FLASKR_INVENTORY = "deploy/inventories/local-flaskr.py"
+GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "operator", "GIT_AUTHOR_EMAIL": "operator@localhost",
+           "GIT_COMMITTER_NAME": "operator", "GIT_COMMITTER_EMAIL": "operator@localhost"}  # fmt: skip
+
+
+class AppRepo:
+    """The operator's git repository of an app: commit changes, release them, roll back."""
+
+    def __init__(self, path, inventory):
+        self.path, self.inventory = path, inventory
+        self.git("init", "--quiet", "--initial-branch=main")
+        self.git("add", "-A")
+        self.git("commit", "--quiet", "-m", "the app, as published")
+
+    def git(self, *args):
+        return subprocess.run(["git", *args], cwd=self.path, env=GIT_ENV, check=True, capture_output=True,
+                              text=True).stdout  # fmt: skip
+
+    def commit(self, message, change):
+        """``change(path)`` edits the tree; commit it; return the commit id."""
+        change(self.path)
+        self.git("add", "-A")
+        self.git("commit", "--quiet", "-m", message)
+        return self.git("rev-parse", "HEAD").strip()
+
+    def release(self, *args):
+        """scripts/release --app REPO --target INVENTORY ARGS: (exit status, output)."""
+        return run_script("scripts/release", "--app", str(self.path), "--target", self.inventory, *args)
+
+    def run(self, *command):
+        """scripts/run --target INVENTORY -- COMMAND: (exit status, output)."""
+        return run_script("scripts/run", "--target", self.inventory, "--", *command)
+
+
+def flask_example(tmp, example):
+    """Flask's ``examples/<example>`` from its sdist on PyPI (pip download), unpacked under ``tmp``."""
+    subprocess.run([str(REPO / ".venv/bin/pip"), "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+                    "--dest", str(tmp), FLASK_SDIST], check=True)  # fmt: skip
+    (sdist,) = tmp.glob("flask-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        tar.extractall(tmp, filter="data")
+    (top,) = [p for p in tmp.iterdir() if p.is_dir()]
+    return top / "examples" / example
+
+
+@pytest.fixture(scope="session")
+def flaskr(tmp_path_factory):
+    """flaskr's repository, as an operator would make it from Flask's sdist, released onto its own
+    machine from bare by scripts/provision (the stack, then the first release)."""
+    tmp = tmp_path_factory.mktemp("flaskr")
+    source = flask_example(tmp / "sdist", "tutorial")
+    path = tmp / "flaskr"
+    source.rename(path)
+    repo = AppRepo(path, FLASKR_INVENTORY)
+    named_machine("flaskr", FLASKR_ADDRESS)  # its route is proven local first
+    status, out = run_script("scripts/provision", FLASKR_INVENTORY, "--app", str(path), timeout=1500)
+    assert status == 0, out[-6000:]
+    return repo
+
+
+@pytest.fixture(scope="session")
+def flaskr_host(flaskr):
+    """The flaskr machine as a testinfra host (root through sudo)."""
+    return named_machine("flaskr", FLASKR_ADDRESS)
+
+
+@pytest.fixture(scope="session")
+def flaskr_site(flaskr_host, tmp_path_factory):
+    """https://192.168.56.40, its certificate (read over SSH) trusted by every requests call."""
+    cert = tmp_path_factory.mktemp("tls") / "flaskr.crt"
+    cert.write_text(flaskr_host.check_output("cat /etc/ssl/flaskr/flaskr.crt") + "\n")
+    os.environ["REQUESTS_CA_BUNDLE"] = str(cert)
+    return f"https://{FLASKR_ADDRESS}"

@@ -1,0 +1,188 @@
+"""Flask's tutorial app, flaskr, unmodified, deployed by the stack from the operator's repository
+with settings only (deploy/inventories/local-flaskr.py): its pages through nginx, a one-off
+command, its static files from disk, its instance folder kept across releases and rollbacks, a
+second process type, releases and configuration changes under load with no failed request, and
+failed releases that leave the old one serving and say why.
+
+The tests run in order and build on each other (the database init-db makes, the post made)."""
+
+import re
+import uuid
+
+import pytest
+
+from tests import helpers
+from tests.conftest import run_script
+from tests.load import PathsLoad
+
+pytestmark = pytest.mark.usefixtures("flaskr_site")
+
+ADDRESS = "192.168.56.40"
+APP = "flaskr"
+INSTANCES = (f"{APP}-0", f"{APP}-1")
+#: The pages the loads browse: one that needs no database, the index (which reads it), a static file.
+PATHS = ("/auth/login", "/", "/static/style.css")
+USER = f"operator-{uuid.uuid4().hex[:6]}"
+POST_TITLE = f"kept across releases {uuid.uuid4().hex[:6]}"
+
+
+def current(host):
+    """The release /srv/flaskr/current names."""
+    return host.check_output(f"readlink /srv/{APP}/current").rsplit("/", 1)[-1]
+
+
+def process_release(host, program):
+    """The release the supervisor program's process runs (its working directory), and its PID."""
+    pid = host.check_output(f"supervisorctl pid {program}")
+    return host.check_output(f"readlink /proc/{pid}/cwd").rsplit("/", 1)[-1], pid
+
+
+def session():
+    return helpers.new_session(ADDRESS)
+
+
+def logged_in():
+    """A session logged in as USER."""
+    s = session()
+    response = s.post(f"{s.base}/auth/login", data={"username": USER, "password": "pw"}, allow_redirects=False)
+    assert response.status_code == 302 and response.headers["Location"] == "/", response.text[:300]
+    return s
+
+
+def test_the_first_release_serves_flaskr_pages_through_nginx(flaskr, flaskr_host):
+    s = session()
+    response = s.get(f"{s.base}/auth/login", timeout=10)
+    assert response.status_code == 200 and "Log In" in response.text
+    assert response.headers["Server"] == "nginx" and not helpers.missing_security_headers(response)
+    meta = flaskr_host.check_output(f"cat /srv/{APP}/current/.release.json")
+    assert '"wsgi_app": "flaskr:create_app()"' in meta  # the setting, as flaskr has no Procfile
+
+
+def test_a_one_off_command_runs_in_the_release_environment(flaskr):
+    status, out = flaskr.run("flask", "--app", "flaskr", "init-db")
+    assert status == 0 and "Initialized the database." in out, out
+    status, out = flaskr.run("sh", "-c", 'echo "$RELEASE_ID $(id -un) $PWD"; exit 7')
+    assert status == 7, out
+    release, user, cwd = out.split()[-3:]
+    assert user == APP and cwd == f"/srv/{APP}/releases/{release}"
+
+
+def test_a_user_registers_logs_in_and_posts():
+    s = session()
+    response = s.post(f"{s.base}/auth/register", data={"username": USER, "password": "pw"}, allow_redirects=False)
+    assert response.status_code == 302 and response.headers["Location"] == "/auth/login", response.text[:300]
+    s = logged_in()
+    response = s.post(f"{s.base}/create", data={"title": POST_TITLE, "body": "hello"}, allow_redirects=False)
+    assert response.status_code == 302, response.text[:300]
+    assert POST_TITLE in s.get(f"{s.base}/", timeout=10).text
+
+
+def test_static_files_come_from_nginx_precompressed(flaskr_host):
+    s = session()
+    marker = uuid.uuid4().hex
+    response = s.get(f"{s.base}/static/style.css?{marker}", headers={"Accept-Encoding": "gzip"}, timeout=10)
+    assert response.status_code == 200 and "body" in response.text
+    assert response.headers.get("Content-Encoding") == "gzip"
+    assert response.headers["Cache-Control"] == "public, max-age=300, must-revalidate"
+    assert flaskr_host.file(f"/srv/{APP}/current/flaskr/static/style.css.gz").is_file
+    logs = flaskr_host.run(f"grep -l {marker} /var/log/{APP}/{APP}-*.log")
+    assert logs.rc == 1, f"a static file reached gunicorn: {logs.stdout}"
+
+
+def test_the_instance_folder_is_a_shared_directory(flaskr_host):
+    link = flaskr_host.file(f"/srv/{APP}/current/instance")
+    assert link.is_symlink and link.linked_to == f"/var/lib/{APP}/shared/instance"
+    database = flaskr_host.file(f"/var/lib/{APP}/shared/instance/flaskr.sqlite")
+    assert database.is_file and database.user == APP
+
+
+def test_the_clock_process_type_runs_beside_the_instances(flaskr_host):
+    status = flaskr_host.check_output(f"supervisorctl status {APP}-clock-0")
+    assert "RUNNING" in status, status
+    assert process_release(flaskr_host, f"{APP}-clock-0")[0] == current(flaskr_host)
+    assert helpers.wait_until(lambda: "tick" in flaskr_host.file(f"/var/log/{APP}/{APP}-clock-0.log").content_string,
+                              timeout=15)  # fmt: skip
+
+
+def test_a_release_under_load_fails_no_request_and_keeps_the_data(flaskr, flaskr_host, report):
+    before = current(flaskr_host)
+    _, clock_pid = process_release(flaskr_host, f"{APP}-clock-0")
+
+    def retitle(path):
+        base = path / "flaskr/templates/base.html"
+        base.write_text(
+            base.read_text().replace(
+                "<title>{% block title %}{% endblock %} - Flaskr</title>",
+                "<title>{% block title %}{% endblock %} - Flaskr, released</title>",
+            )
+        )
+
+    flaskr.commit("a new title", retitle)
+    with PathsLoad(ADDRESS, PATHS, clients=8, max_seconds=120) as load:
+        status, out = flaskr.release()
+    report(load.summary())
+    assert status == 0, out[-4000:]
+    assert load.failures == [] and load.requests > 100, load.summary()
+    after = current(flaskr_host)
+    assert after != before
+    s = logged_in()
+    page = s.get(f"{s.base}/", timeout=10).text
+    assert "Flaskr, released" in page and POST_TITLE in page
+    release, pid = process_release(flaskr_host, f"{APP}-clock-0")
+    assert release == after and pid != clock_pid
+
+
+def test_a_rollback_keeps_the_data(flaskr, flaskr_host):
+    status, out = flaskr.release("--rollback")
+    assert status == 0, out[-4000:]
+    s = logged_in()
+    page = s.get(f"{s.base}/", timeout=10).text
+    assert "Flaskr, released" not in page and POST_TITLE in page
+    assert process_release(flaskr_host, f"{APP}-clock-0")[0] == current(flaskr_host)
+
+
+def test_a_configuration_change_rolls_with_no_failed_request(flaskr, flaskr_host, report):
+    with PathsLoad(ADDRESS, PATHS, clients=8, max_seconds=120) as load:
+        status, out = run_script("scripts/config", "set", "GREETING=hello world", "--target", flaskr.inventory)
+    report(load.summary())
+    assert status == 0, out[-3000:]
+    assert load.failures == [] and load.requests > 50, load.summary()
+    for program in (*INSTANCES, f"{APP}-clock-0"):
+        pid = flaskr_host.check_output(f"supervisorctl pid {program}")
+        environ = flaskr_host.check_output(f"tr '\\0' '\\n' < /proc/{pid}/environ")
+        assert "GREETING=hello world" in environ.splitlines(), program
+    status, out = run_script("scripts/config", "list", "--target", flaskr.inventory)
+    assert status == 0 and "GREETING=******" in out and "hello" not in out, out
+    status, out = run_script("scripts/config", "unset", "GREETING", "--target", flaskr.inventory)
+    assert status == 0, out[-3000:]
+    assert "GREETING" not in flaskr_host.check_output(f"cat /etc/{APP}/config.env")
+
+
+def test_a_failing_release_command_stops_the_release_with_the_old_one_serving(flaskr, flaskr_host):
+    serving = current(flaskr_host)
+    flaskr.commit("a release command that fails", lambda path: (path / "Procfile").write_text(
+        "release: echo migrating the database; exit 3\n"))  # fmt: skip
+    status, out = flaskr.release()
+    assert status == 1, out[-3000:]
+    assert "migrating the database" in out and "step 'release command'" in out, out[-3000:]
+    assert current(flaskr_host) == serving
+
+
+def test_an_app_that_fails_its_health_check_shows_its_traceback_and_the_old_one_serves(flaskr, flaskr_host):
+    serving = current(flaskr_host)
+
+    def break_login(path):
+        (path / "Procfile").unlink()
+        auth = path / "flaskr/auth.py"
+        auth.write_text(re.sub(r"(def login\(\):\n)", r'\1    raise RuntimeError("the login page is broken")\n',
+                               auth.read_text()))  # fmt: skip
+
+    flaskr.commit("a login page that fails", break_login)
+    status, out = flaskr.release()
+    assert status == 1, out[-3000:]
+    assert "step 'health check'" in out and "RuntimeError: the login page is broken" in out, out[-4000:]
+    assert current(flaskr_host) == serving
+    s = session()
+    assert s.get(f"{s.base}/auth/login", timeout=10).status_code == 200
+    for program in INSTANCES:
+        assert process_release(flaskr_host, program)[0] == serving
