@@ -1,5 +1,7 @@
 """supervisor runs the gunicorn instances, one program per instance; systemd runs supervisor."""
 
+import re
+
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import FindFiles, Link
@@ -48,15 +50,18 @@ def supervisor(s):
     )
 
     def stale_logs():
-        """Logs (and supervisor's rotated copies) of instances this host no longer runs."""
-        found = host.get_fact(FindFiles, path=s["log"], fname=f"{app}-*.log*", quote_path=True) or []
-        return [path for path in found if path.rsplit("/", 1)[1].split(".log", 1)[0] not in instances]
+        """Logs (and supervisor's rotated copies) of instances this host no longer runs: <app>-<n>.log
+        only (the process types' logs, <app>-<type>-<n>.log, are the release tool's)."""
+        found = host.get_fact(FindFiles, path=s["log"], fname=f"{app}-[0-9]*.log*", quote_path=True) or []
+        return [path for path in found
+                if re.fullmatch(rf"{app}-\d+", name := path.rsplit("/", 1)[1].split(".log", 1)[0])
+                and name not in instances]  # fmt: skip
 
     server.shell(
         name="Remove the logs of instances no longer run (after fewer instances): nothing would rotate them.",
         commands=[
-            f'cd {s["log"]} && for f in {app}-*.log*; do case "${{f%%.log*}}" in {"|".join(instances)}) ;; '
-            '*) rm -f -- "$f" ;; esac; done'
+            f'cd {s["log"]} && for f in {app}-[0-9]*.log*; do case "${{f%%.log*}}" in {"|".join(instances)}) ;; '
+            f'{app}-*[!0-9]*) ;; *) rm -f -- "$f" ;; esac; done'
         ],
         _if=lambda: bool(stale_logs()),
     )
