@@ -535,6 +535,7 @@ def stack():
     s["lib"] = f"/usr/local/lib/{app}"
     s["shared"] = f"/var/lib/{app}/shared"
     s["maintenance_snippet"] = f"{s['nginx_snippets']}/maintenance.conf"
+    s["maintenance_page"] = f"/var/www/{app}-lb/maintenance.html"
     # What every process of the app gets in its environment from the inventory (launch.py): Flask's
     # own FLASK_MAX_CONTENT_LENGTH (Config.from_prefixed_env) so the app and nginx agree on the largest
     # body, the sample app's defaults, then app_environment.

@@ -36,6 +36,8 @@ hosts = [
             "shared_dirs": ["instance"],
             # A second process type, as an operator adds one (flaskr has none): a heartbeat.
             "processes": {"clock": {"command": "while sleep 5; do echo tick; done", "count": 1}},
+            # The load generator's address (tests/helpers.py) still reaches the app in maintenance mode.
+            "maintenance_allow": ["192.168.56.2"],
             # Prometheus and its exporters are the sample's tests' (tests/e2e/test_observability.py).
             "monitoring": False,
         },

@@ -1228,7 +1228,7 @@ def config(stack, opts):
     before = stack.read_env(stack.config_file) if stack.config_file.exists() else {}
     if opts.action == "list":
         for key, value in sorted(before.items()):
-            shown = value if opts.values else (value[:2] + "*" * 6 if len(value) > 8 else "*" * 6)
+            shown = value if opts.values else "******"
             print(f"{key}={shown}")
         if not before:
             print(f"(no configuration in {stack.config_file})", file=sys.stderr)

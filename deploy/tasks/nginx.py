@@ -9,7 +9,7 @@ from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 
 from deploy.facts import Certificate
-from deploy.operations import config_files, dropin
+from deploy.operations import config_files, dropin, server_tool
 from deploy.settings import subject_alt_names
 
 #: Snippets copied as they are (proxy.conf is rendered: it differs on a load balancer apart).
@@ -102,6 +102,15 @@ def nginx(s):
             group="root",
             mode="644",
         )
+        files.put(
+            name="Ensure nginx's maintenance page (scripts/maintenance).",
+            src="nginx/maintenance.html",
+            dest=s["maintenance_page"],
+            user="root",
+            group="root",
+            mode="644",
+        )
+        server_tool(s, "maintenance", {"app_name": s["app_name"], "snippet": s["maintenance_snippet"]})
     wanted = sites(s)
     config = config_files(
         name="Ensure nginx's configuration: nginx.conf, the snippets and this host's sites (nginx -t).",

@@ -1,0 +1,79 @@
+#!/usr/bin/python3 -I
+"""Turn the site's maintenance mode on or off, or say which it is.
+
+Installed by the deploy as /usr/local/sbin/<app>-maintenance (root 0755) on every host with nginx's
+site (the lb role); its settings are in /etc/<app>/maintenance.json (the snippet's path). Runs as
+root. scripts/maintenance calls it over SSH on every load balancer.
+
+Usage: <app>-maintenance on|off|status
+  on      nginx answers every request 503 with the maintenance page (Retry-After: 300) but those
+          from the maintenance_allow addresses; the app and its processes keep running. Writes
+          the snippet the site includes (nginx/sites-available/todo.conf.j2), checks nginx's
+          configuration (nginx -t) and reloads nginx (no connection is dropped).
+  off     removes the snippet, checks and reloads.
+  status  prints "on" or "off".
+A configuration nginx refuses is never loaded: the snippet is put back as it was. Exit status: 0
+done; 1 nginx refused the configuration or did not reload (its message is shown); 2 bad usage.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+NAME = Path(sys.argv[0]).name.removesuffix("-maintenance") or "todo"
+
+
+def nginx_loads():
+    """None when nginx -t accepts the configuration and nginx reloads, else its message."""
+    for command in (["nginx", "-t", "-q"], ["systemctl", "reload", "nginx"]):
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode:
+            return (done.stdout + done.stderr).strip() or f"{' '.join(command)} exited {done.returncode}"
+    return None
+
+
+def main(argv=None):
+    """Parse the command line; switch the mode."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1 or argv[0] not in ("on", "off", "status"):
+        print(f"usage: {NAME}-maintenance on|off|status", file=sys.stderr)
+        return 2
+    if os.geteuid() != 0:
+        print(f"{NAME}-maintenance: run as root", file=sys.stderr)
+        return 2
+    settings = json.loads(Path(f"/etc/{NAME}/maintenance.json").read_text())
+    snippet = Path(settings["snippet"])
+    app = settings["app_name"]
+    was_on = snippet.exists()
+    if argv[0] == "status":
+        print("on" if was_on else "off")
+        return 0
+    if (argv[0] == "on") == was_on:
+        print(f"maintenance is already {argv[0]}")
+        return 0
+    if argv[0] == "on":
+        text = (f"# Managed by {NAME}-maintenance: maintenance mode is on (scripts/maintenance off ends it).\n"
+                f"if (${app}_maintenance_refused) {{\n    return 503;\n}}\n")  # fmt: skip
+        new = snippet.with_name(snippet.name + ".new")
+        new.write_text(text)
+        os.chmod(new, 0o644)
+        os.replace(new, snippet)
+    else:
+        snippet.unlink()
+    if error := nginx_loads():
+        if argv[0] == "on":
+            snippet.unlink()
+        else:
+            snippet.write_text(f"if (${app}_maintenance_refused) {{\n    return 503;\n}}\n")
+        nginx_loads()
+        print(f"{NAME}-maintenance: nginx refused the configuration; maintenance stays {'on' if was_on else 'off'}:"
+              f"\n{error}", file=sys.stderr)  # fmt: skip
+        return 1
+    print(f"maintenance is {argv[0]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
