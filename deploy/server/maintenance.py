@@ -20,18 +20,48 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 NAME = Path(sys.argv[0]).name.removesuffix("-maintenance") or "todo"
 
 
-def nginx_loads():
-    """None when nginx -t accepts the configuration and nginx reloads, else its message."""
+def workers():
+    """PIDs of nginx's master's children (its workers), from /proc; empty when it is not running."""
+    try:
+        master = Path("/run/nginx.pid").read_text().strip()
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    except OSError:
+        return set()
+    return set(children)
+
+
+def nginx_loads(timeout=10.0):
+    """None when nginx -t accepts the configuration and nginx has reloaded (new workers started and
+    every old one shutting down, ``timeout`` seconds at most: systemctl reload only signals the
+    master), else nginx's message."""
+    before = workers()
     for command in (["nginx", "-t", "-q"], ["systemctl", "reload", "nginx"]):
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode:
             return (done.stdout + done.stderr).strip() or f"{' '.join(command)} exited {done.returncode}"
+    deadline = time.monotonic() + timeout
+    while before and (not workers() - before or any(map(accepting, before))):
+        if time.monotonic() > deadline:
+            return f"nginx's old workers still accept connections after {timeout:.0f} s"
+        time.sleep(0.05)
     return None
+
+
+def accepting(pid):
+    """True while the nginx worker ``pid`` has not begun to shut down: it may still accept a new
+    connection with the old configuration (a worker that has closes its listening sockets and
+    retitles itself "nginx: worker process is shutting down")."""
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"worker process" in title and b"shutting down" not in title
 
 
 def main(argv=None):

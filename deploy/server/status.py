@@ -1,53 +1,84 @@
 #!/usr/bin/python3 -I
 """Show on one screen whether the app on this server is healthy, from the server's own state.
 
+Describes whichever app the stack deploys (<app> is the tool's own name less "-status"): its
+release, web instances, other process types, configuration names, shared directories and
+maintenance mode, beside the server's units, backups, certificate, disks and memory.
+
 Installed by the deploy as /usr/local/sbin/<app>-status (root 0755); its settings are in
 /etc/<app>/status.json (written by the deploy: app_name, instances, srv, run_dir, access_log,
 tls_cert, units, backups, disk_paths and the thresholds disk_warn_percent, cert_warn_days,
-memory_warn_percent, error_ratio_warn). Runs as root and refuses to start otherwise;
-scripts/status calls it through SSH and sudo. Only the Python standard library.
+memory_warn_percent, error_ratio_warn; optional, with their defaults: processes_conf
+(/etc/supervisor/conf.d/<app>-processes.conf), config_env (/etc/<app>/config.env),
+maintenance_snippet (/etc/nginx/snippets/<app>/maintenance.conf), shared_root
+(/var/lib/<app>/shared), release_settings (/etc/<app>/release.json)). Runs as root and refuses
+to start otherwise; scripts/status calls it through SSH and sudo. Only the Python standard library.
+Files another user could have written (a release's .release.json, the shared directories) are
+never read through a symlink; a missing file means "none", never a crash.
 
-What it reads (times are UTC, ages and uptimes in seconds, sizes in bytes):
-  release      the release /srv/<app>/current points to, its commit, and when it was switched
-               to (the link's own mtime: a deploy or a rollback)
-  instances    each supervisor program's state, PID and uptime (supervisorctl status), its
-               restarts since boot (supervisor's "spawned" lines in
+What it reads (times are UTC, ages and uptimes in seconds; sizes in bytes in --json and the
+textfile, in binary units in the text, as df -h and free -h show them: KiB, MiB, GiB):
+  release      the release /srv/<app>/current points to, when it was switched to (the link's own
+               mtime: a deploy or a rollback), and from its .release.json: its commit, ref, build
+               time, the web process's WSGI app, its other process types and shared directories
+  instances    each web instance's supervisor program (<app>-<n>): state, PID and uptime
+               (supervisorctl status), its restarts since boot (supervisor's "spawned" lines in
                /var/log/supervisor/supervisord.log* since /proc/stat's btime, minus the first
-               start), and whether its socket is open to nginx (group www-data, g+w: the
-               instance opens it once healthy) or closed
+               start), its crashes, and whether its socket is open to nginx (group www-data, g+w:
+               the instance opens it once healthy) or closed
+  processes    each program of the app's other process types (the Procfile's worker:, clock: ...),
+               from /etc/supervisor/conf.d/<app>-processes.conf (the release tool writes it:
+               <app>-<type>-<n>): its type, state, PID, uptime, restarts and crashes, as the
+               instances' (they have no socket); none: web only
+  config       the names of the operator's configuration variables (/etc/<app>/config.env,
+               scripts/config); never their values, which are secrets
+  shared       the app's shared directories, kept across releases (they must be backed up): the
+               current release's shared_dirs, then the settings' (/etc/<app>/release.json) not
+               among them, each stored under /var/lib/<app>/shared/<path>, with the size and number
+               of its files (counted for at most 10 s in all: "at least" beyond)
+  maintenance  on when nginx's maintenance snippet exists (<app>-maintenance on: nginx answers
+               503), off when not; not shown on a host without nginx's site
   units        systemctl is-active of each unit in the settings
   backups      <app>-backup status --json: the newest backup and the last archived WAL, their
                ages, and the backup tool's warnings (when backups are on)
   certificate  the TLS certificate's notAfter (openssl x509 -enddate) and the days left
-  disk, memory used percent of each disk path (as df counts it), and of memory
-               (MemTotal - MemAvailable in /proc/meminfo)
+  disk, memory used percent and size of each disk path (as df counts it: available to users), and
+               of memory (MemTotal - MemAvailable in /proc/meminfo)
   requests     requests and 5xx answers in the last 300 s (--window), from the tail (8 MiB) of nginx's
                access log, one JSON object per line; other lines are skipped
   alerts       the alerts firing in Prometheus on this server (its HTTP API, the settings'
                prometheus URL; none when it is null: monitoring off)
 
 A line "ATTENTION: <reason>" names each thing that needs attention: an instance not RUNNING,
-or RUNNING but closed to nginx after 30 s of uptime; a unit not active; a backup warning or a
-failing backup tool; a certificate expiring within cert_warn_days; a disk above
-disk_warn_percent; memory above memory_warn_percent; 5xx above error_ratio_warn of at least
-20 requests; no current release; an alert firing in Prometheus, or Prometheus not answering;
-anything that could not be read.
+or RUNNING but closed to nginx after 30 s of uptime; a process type's program not RUNNING;
+maintenance mode on (so that it is not left on); a shared directory of the current release
+missing or not a directory; a unit not active; a backup warning or a failing backup tool; a
+certificate expiring within cert_warn_days; a disk above disk_warn_percent; memory above
+memory_warn_percent; 5xx above error_ratio_warn of at least 20 requests; no current release;
+an alert firing in Prometheus, or Prometheus not answering; anything that could not be read.
 
 Options:
-  --json           one JSON object instead: app, host, time (epoch s), release {name, commit,
-                   built_at, deployed}, instances [{name, state, pid, uptime, spawns, restarts,
-                   crashes, socket: open|closed|missing, open}], units {unit: state}, backups
-                   (null when off) {newest_backup, newest_backup_label, last_archived_wal,
-                   max_age, warnings, repository, same_disk, error}, certificate {path,
-                   not_after, days_left, error}, disks [{path, used_percent, total, used, free,
-                   error}], memory {total, available,
-                   used_percent, error}, requests {window, requests, status_5xx, ratio,
-                   skipped_lines, error}, alerts (null when monitoring is off) [{name,
-                   severity, summary, since}], attention [reasons]
-  --textfile PATH  write the state as Prometheus metrics (text format, todo_* names) to PATH
-                   for node_exporter's textfile collector, atomically (a temporary file beside
-                   it, renamed), mode 0644; prints nothing. Without the alerts section: the
-                   metrics feed Prometheus's rules, whose alerts must not feed back into them
+  --json           one JSON object instead: app, host, time (epoch s), release {name, commit, ref,
+                   built_at, deployed, wsgi_app, process_types, shared_dirs}, instances [{name,
+                   state, pid, uptime, spawns, restarts, crashes, socket: open|closed|missing,
+                   open}], processes (null: not an app host) [{name, type, state, pid, uptime,
+                   spawns, restarts, crashes}], maintenance (null: no nginx site here) {snippet,
+                   on}, units {unit: state}, backups (null when off) {newest_backup,
+                   newest_backup_label, last_archived_wal, max_age, warnings, repository,
+                   same_disk, error}, certificate {path, not_after, days_left, error}, disks
+                   [{path, used_percent, total, used, free, error}], memory {total, available,
+                   used_percent, error}, config (null: not an app host) {path, names, error},
+                   shared (null: not an app host) {root, dirs: [{path, stored, size, files,
+                   complete, error}]}, requests {window, requests, status_5xx, ratio,
+                   skipped_lines, error}, alerts (null when monitoring is off) [{name, severity,
+                   summary, since}], attention [reasons]
+  --textfile PATH  write the state as Prometheus metrics (text format, todo_* names: the
+                   instances', the process types' todo_process_up/spawns/crashes{name, type},
+                   todo_maintenance_mode, ...) to PATH for node_exporter's textfile collector,
+                   atomically (a temporary file beside it, renamed), mode 0644; prints nothing.
+                   Without the alerts (the metrics feed Prometheus's rules, whose alerts must not
+                   feed back into them), the requests, the configuration names and the shared
+                   directories (walking them every 15 s would cost; node_exporter measures disks)
 
 Exit status: 0 nothing needs attention; 1 something does (or, with --textfile, PATH could not
 be written: with --textfile it is 0 whatever the state, the metrics carry it); 2 bad usage,
@@ -55,6 +86,7 @@ not root, or no readable settings.
 """
 
 import argparse
+import errno
 import grp
 import gzip
 import json
@@ -68,7 +100,7 @@ import sys
 import time
 import urllib.request
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 NAME = Path(sys.argv[0]).name.removesuffix("-status") or "todo"
 #: Seconds a RUNNING instance may stay closed to nginx (its health check) before it needs attention.
@@ -89,6 +121,17 @@ SPAWNED = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ INFO spawned: '([^'
 CRASHED = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ \w+ exited: (\S+) \(.*; not expected\)$")
 MONTHS = {"Jan": 1, "Feb": 2, "Mar": 3, "Apr": 4, "May": 5, "Jun": 6,
           "Jul": 7, "Aug": 8, "Sep": 9, "Oct": 10, "Nov": 11, "Dec": 12}  # fmt: skip
+#: A section of <app>-processes.conf, and the process type its program's command runs (launch.py).
+PROGRAM = re.compile(r"^\[program:([^\]\s]+)\]$")
+PROCESS_COMMAND = re.compile(r"^command\s*=.*\s--process\s+([A-Za-z0-9_-]{1,64})$")
+#: A process type's name (a Procfile's: letters, digits, _ and -), an environment variable's name.
+PROCESS_TYPE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: Text the build user wrote that is shown as it is only when one printable line of at most 200 characters.
+PRINTABLE = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,200}")
+#: Seconds counting the shared directories' files may take (a huge upload directory: "at least").
+SHARED_BUDGET = 10
+UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 
 
 class Failed(Exception):
@@ -113,13 +156,124 @@ def stamp(epoch):
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S+00")
 
 
+def human_size(size):
+    """``size`` bytes in binary units with one decimal, as ``df -h`` and ``free -h`` count them:
+    "512 B", "1.0 KiB", "23.4 GiB"; "?" when unknown (None)."""
+    if size is None:
+        return "?"
+    if abs(size) < 1024:
+        return f"{int(size)} B"
+    value = float(size)
+    for unit in UNITS:
+        value /= 1024
+        if abs(round(value, 1)) < 1024 or unit == UNITS[-1]:
+            return f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def read_regular(path, limit=1 << 20):
+    """The text of the regular file ``path`` (its first ``limit`` bytes), or None when there is none.
+    Never through a symlink (OSError: a symlink is not read) nor from a FIFO or device (OSError):
+    safe on files another user could have planted."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return file.read(limit).decode("utf-8", errors="replace")
+
+
+def printable(value):
+    """``value`` when it is one line of printable text (at most 200 characters), else None."""
+    return value if isinstance(value, str) and PRINTABLE.fullmatch(value) else None
+
+
+def shared_paths(value):
+    """The valid paths of a shared_dirs list (relative, no .., printable), normalised ("a/./b": "a/b");
+    anything else is dropped."""
+    found = []
+    for path in value if isinstance(value, list) else []:
+        if not printable(path) or path.startswith("/"):
+            continue
+        parts = PurePosixPath(path).parts
+        if parts and ".." not in parts and "/".join(parts) not in found:
+            found.append("/".join(parts))
+    return found
+
+
+def parse_processes_conf(text, app):
+    """{supervisor program: process type (None when unknown)} of the release tool's
+    <app>-processes.conf: its [program:<app>-<type>-<n>] sections, the type from their command
+    (``launch --process TYPE``), else from the name. Other sections and lines are skipped."""
+    found, program = {}, None
+    for line in text.splitlines():
+        line = line.strip()
+        if match := PROGRAM.match(line):
+            program = match.group(1)
+            named = re.fullmatch(rf"{re.escape(app)}-([A-Za-z0-9_-]{{1,64}})-\d+", program)
+            found[program] = named.group(1) if named else None
+        elif line.startswith("["):
+            program = None
+        elif program and (match := PROCESS_COMMAND.match(line)):
+            found[program] = match.group(1)
+    return found
+
+
+def parse_env_names(text):
+    """The variable names a KEY=VALUE file (config.env) sets, sorted, each once: never a value.
+    Blank lines, comments and lines that are no assignment of a valid name are skipped."""
+    names = set()
+    for line in text.splitlines():
+        key, eq, _ = line.partition("=")
+        if eq and ENV_NAME.fullmatch(key.strip()):
+            names.add(key.strip())
+    return sorted(names)
+
+
+def dir_size(root, path, deadline):
+    """{size, files, complete} of the directory ``path`` (relative) under ``root``: the bytes of its
+    regular files (apparent sizes: what a backup copies) and their number, counted until the
+    monotonic ``deadline`` (``complete`` False: at least that much). Never through a symlink: each
+    component is opened with O_NOFOLLOW and the walk follows none (the app user owns the tree)."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(root, flags)
+    try:
+        for part in PurePosixPath(path).parts:
+            inner = os.open(part, flags, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        size = files = 0
+        walk = os.fwalk(".", dir_fd=fd, follow_symlinks=False)
+        try:
+            for _, _, names, where in walk:
+                for name in names:
+                    try:
+                        info = os.stat(name, dir_fd=where, follow_symlinks=False)
+                    except OSError:  # removed meanwhile
+                        continue
+                    if stat.S_ISREG(info.st_mode):
+                        size, files = size + info.st_size, files + 1
+                if time.monotonic() > deadline:
+                    return {"size": size, "files": files, "complete": False}
+        finally:
+            walk.close()
+        return {"size": size, "files": files, "complete": True}
+    finally:
+        os.close(fd)
+
+
 # --- Sections: each returns a dict (or list) and appends its reasons to ``attention`` ----------------
 
 
 def release(settings, attention):
-    """The release ``current`` names, its metadata, and when ``current`` was switched to it."""
+    """The release ``current`` names, its metadata (.release.json: commit, ref, build time, the web
+    process's WSGI app, its other process types and shared directories), and when ``current`` was
+    switched to it."""
     link = Path(settings["srv"]) / "current"
-    found = {"name": None, "commit": None, "built_at": None, "deployed": None}
+    found = {"name": None, "commit": None, "ref": None, "built_at": None, "deployed": None, "wsgi_app": None,
+             "process_types": [], "shared_dirs": []}  # fmt: skip
     try:
         found["deployed"] = int(os.lstat(link).st_mtime)
         found["name"] = Path(os.readlink(link)).name
@@ -128,16 +282,25 @@ def release(settings, attention):
         return found
     meta = Path(settings["srv"]) / "releases" / found["name"] / ".release.json"
     try:
-        # Never through a symlink: the build user wrote it (as release.py reads it).
-        with os.fdopen(os.open(meta, os.O_RDONLY | os.O_NOFOLLOW), encoding="utf-8") as file:
-            data = json.loads(file.read())
-        # Text the build user wrote: kept only when it is what it says (a commit id, a time).
+        # Never through a symlink nor from a FIFO: the build user wrote it (as release.py reads it).
+        text = read_regular(meta)
+        if text is None:
+            raise OSError("missing")
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        # Text the build user wrote: kept only when it is what it says (a commit id, a time, a name).
         commit, built = data.get("commit"), data.get("built_at")
+        web = data.get("web") if isinstance(data.get("web"), dict) else {}
+        kinds = data.get("processes") if isinstance(data.get("processes"), dict) else {}
         found.update(commit=commit if isinstance(commit, str) and re.fullmatch(r"[0-9a-f]{7,40}", commit) else None,
                      built_at=built if isinstance(built, (int, float)) or isinstance(built, str)
-                     and re.fullmatch(r"[0-9T:+.Z -]{1,40}", built) else None)  # fmt: skip
-    except (OSError, ValueError):
-        attention.append(f"current release {found['name']}: no readable {meta}")
+                     and re.fullmatch(r"[0-9T:+.Z -]{1,40}", built) else None,
+                     ref=printable(data.get("ref")), wsgi_app=printable(web.get("wsgi_app")),
+                     process_types=sorted(kind for kind in kinds if PROCESS_TYPE.fullmatch(kind)),
+                     shared_dirs=shared_paths(data.get("shared_dirs")))  # fmt: skip
+    except (OSError, ValueError) as error:
+        attention.append(f"current release {found['name']}: no readable {meta}: {error}")
     return found
 
 
@@ -206,38 +369,162 @@ def socket_state(path):
     return "open" if stat.S_ISSOCK(info.st_mode) and group == SOCKET_GROUP and info.st_mode & stat.S_IWGRP else "closed"
 
 
-def instances(settings, attention):
+class Supervisor:
+    """supervisorctl status and supervisord's log counts, each read once per collection: the
+    instances and the process types share them."""
+
+    def __init__(self):
+        self.seen = self.counts = None
+
+    def status(self, attention):
+        """{program: (name, state, pid, uptime)}, empty when supervisorctl does not answer (the reason
+        goes to ``attention`` once)."""
+        if self.seen is None:
+            self.seen = {}
+            try:
+                _, out = command("supervisorctl", "status", ok=range(256))
+                for line in out.splitlines():
+                    if parsed := parse_supervisor_line(line):
+                        self.seen[parsed[0]] = parsed
+                if not self.seen:
+                    raise Failed(f"`supervisorctl status`: {out.strip()[:300] or 'no output'}")
+            except Failed as error:
+                attention.append(f"supervisor: {error}")
+        return self.seen
+
+    def spawns_and_crashes(self):
+        """({program: spawns since boot}, {program: crashes since boot}), or (None, None) when
+        supervisord's log cannot be read (no counts: the states still say what runs)."""
+        if self.counts is None:
+            try:
+                self.counts = tuple(supervisor_counts(boot_time()))
+            except (OSError, ValueError):
+                self.counts = (None, None)
+        return self.counts
+
+    def program(self, name, attention):
+        """{name, state, pid, uptime, spawns, crashes, restarts} of the program ``name``; its state is
+        UNKNOWN when supervisor does not answer, MISSING when it has no such program."""
+        seen = self.status(attention)
+        _, state, pid, uptime = seen.get(name, (name, "UNKNOWN" if not seen else "MISSING", None, None))
+        spawns, crashes = self.spawns_and_crashes()
+        count = None if spawns is None else spawns.get(name, 0)
+        return {"name": name, "state": state, "pid": pid, "uptime": uptime, "spawns": count,
+                "crashes": None if crashes is None else crashes.get(name, 0),
+                "restarts": None if count is None else max(count - 1, 0)}  # fmt: skip
+
+
+def instances(settings, attention, supervisor=None):
     """Each instance's supervisor state, PID, uptime, spawns and restarts since boot, and socket."""
+    supervisor = supervisor or Supervisor()
     names = settings["instances"]
     if isinstance(names, int):
         names = [f"{settings['app_name']}-{n}" for n in range(names)]
-    seen = {}
-    try:
-        _, out = command("supervisorctl", "status", ok=range(256))
-        for line in out.splitlines():
-            if parsed := parse_supervisor_line(line):
-                seen[parsed[0]] = parsed
-        if not seen:
-            raise Failed(f"`supervisorctl status`: {out.strip()[:300] or 'no output'}")
-    except Failed as error:
-        attention.append(f"supervisor: {error}")
-    try:
-        spawns, crashes = supervisor_counts(boot_time())
-    except (OSError, ValueError):
-        spawns = crashes = None  # no restart counts; the states still say what runs
     found = []
     for name in names:
-        _, state, pid, uptime = seen.get(name, (name, "UNKNOWN" if not seen else "MISSING", None, None))
+        entry = supervisor.program(name, attention)
         sock = socket_state(Path(settings["run_dir"]) / f"{name}.sock")
-        count = None if spawns is None else spawns.get(name, 0)
-        found.append({"name": name, "state": state, "pid": pid, "uptime": uptime, "spawns": count,
-                      "crashes": None if crashes is None else crashes.get(name, 0),
-                      "restarts": None if count is None else max(count - 1, 0), "socket": sock,
-                      "open": sock == "open"})  # fmt: skip
+        entry.update(socket=sock, open=sock == "open")
+        found.append(entry)
+        state, uptime = entry["state"], entry["uptime"]
         if state != "RUNNING":
             attention.append(f"instance {name} is {state}, not RUNNING")
         elif sock != "open" and (uptime or 0) > OPEN_GRACE:
             attention.append(f"instance {name} is RUNNING for {uptime} s but its socket is {sock} to nginx")
+    return found
+
+
+def processes(settings, attention, supervisor=None):
+    """Each program of the app's other process types (/etc/supervisor/conf.d/<app>-processes.conf,
+    which the release tool writes: <app>-<type>-<n>): its type, supervisor state, PID, uptime, spawns
+    and crashes since boot (no socket: nginx sends them nothing). [] when there is no such file on an
+    app host (web only); None on a host with no instances and no such file."""
+    supervisor = supervisor or Supervisor()
+    app = settings["app_name"]
+    path = settings.get("processes_conf") or f"/etc/supervisor/conf.d/{app}-processes.conf"
+    try:
+        text = read_regular(path)
+    except OSError as error:
+        attention.append(f"process types: cannot read {path}: {error}")
+        return None
+    if text is None:
+        return [] if settings["instances"] else None
+    found = []
+    for name, kind in parse_processes_conf(text, app).items():
+        entry = {"name": name, "type": kind, **supervisor.program(name, attention)}
+        found.append(entry)
+        if entry["state"] != "RUNNING":
+            attention.append(f"process {name} ({kind or 'unknown type'}) is {entry['state']}, not RUNNING")
+    return found
+
+
+def configuration(settings, attention):
+    """The names of the operator's configuration variables (/etc/<app>/config.env: scripts/config):
+    {path, names, error}; never a value (they are secrets). None on a host with no instances and no
+    such file."""
+    path = settings.get("config_env") or f"/etc/{settings['app_name']}/config.env"
+    found = {"path": path, "names": [], "error": None}
+    try:
+        text = read_regular(path)
+    except OSError as error:
+        found["error"] = str(error)
+        attention.append(f"configuration {path}: cannot read it: {error}")
+        return found
+    if text is None and not settings["instances"]:
+        return None
+    found["names"] = parse_env_names(text or "")
+    return found
+
+
+def maintenance(settings, attention):
+    """{snippet, on}: maintenance mode is on when nginx's maintenance snippet exists (the
+    <app>-maintenance tool writes it: nginx answers 503); None on a host without nginx's site (no
+    snippets directory)."""
+    app = settings["app_name"]
+    snippet = Path(settings.get("maintenance_snippet") or f"/etc/nginx/snippets/{app}/maintenance.conf")
+    if not snippet.parent.is_dir():
+        return None
+    found = {"snippet": str(snippet), "on": snippet.exists()}
+    if found["on"]:
+        attention.append(f"maintenance mode is on: nginx answers 503 with the maintenance page ({snippet}; "
+                         "scripts/maintenance off ends it)")  # fmt: skip
+    return found
+
+
+def shared(settings, current, attention, budget=SHARED_BUDGET):
+    """The app's shared directories (kept across releases: they must be backed up): the current
+    release's shared_dirs, then those of the settings (/etc/<app>/release.json: the next release's)
+    not among them, each with the size and number of its files under /var/lib/<app>/shared/<path>
+    (counted for at most ``budget`` seconds in all). {root, dirs: [{path, stored, size, files,
+    complete, error}]}; None on a host with no instances and none set."""
+    app = settings["app_name"]
+    root = settings.get("shared_root") or f"/var/lib/{app}/shared"
+    linked = (current or {}).get("shared_dirs") or []
+    dirs = list(linked)
+    path = settings.get("release_settings") or f"/etc/{app}/release.json"
+    try:
+        text = read_regular(path)
+        data = json.loads(text) if text is not None else {}
+        dirs += [d for d in shared_paths(data.get("shared_dirs") if isinstance(data, dict) else None) if d not in dirs]
+    except (OSError, ValueError) as error:
+        attention.append(f"shared directories: cannot read {path}: {error}")
+    if not dirs and not settings["instances"]:
+        return None
+    deadline = time.monotonic() + budget
+    found = {"root": root, "dirs": []}
+    for rel in dirs:
+        entry = {"path": rel, "stored": f"{root}/{rel}", "size": None, "files": None, "complete": None, "error": None}
+        try:
+            entry.update(dir_size(root, rel, deadline))
+        except FileNotFoundError:
+            entry["error"] = "missing"
+            if rel in linked:
+                attention.append(f"shared directory {rel} of the current release is missing: {entry['stored']}")
+        except OSError as error:
+            looped = error.errno in (errno.ELOOP, errno.ENOTDIR)
+            entry["error"] = "not a directory (a symlink is not followed)" if looped else error.strerror or str(error)
+            attention.append(f"shared directory {rel}: {entry['stored']}: {entry['error']}")
+        found["dirs"].append(entry)
     return found
 
 
@@ -438,13 +725,16 @@ def alerts(settings, attention):
 
 def collect(settings, now, textfile=False, window=WINDOW):
     """The server's state as one dict (the --json object); ``attention`` lists what needs it.
-    ``textfile``: what the textfile carries only: no Prometheus alerts (its rules read the file)
-    and no access log (its metrics are the app's own)."""
-    attention = []
+    ``textfile``: what the textfile carries only: no Prometheus alerts (its rules read the file),
+    no access log (its metrics are the app's own), no configuration names (no metric) and no shared
+    directories (walking them every 15 s would cost; node_exporter measures the disks)."""
+    attention, supervisor = [], Supervisor()
     state = {"app": settings["app_name"], "host": socket.gethostname(), "time": now}
     sections = {
         "release": lambda: release(settings, attention),
-        "instances": lambda: instances(settings, attention),
+        "instances": lambda: instances(settings, attention, supervisor),
+        "processes": lambda: processes(settings, attention, supervisor),
+        "maintenance": lambda: maintenance(settings, attention),
         "units": lambda: units(settings, attention),
         "backups": lambda: backups(settings, now, attention),
         "certificate": lambda: certificate(settings, now, attention),
@@ -452,6 +742,8 @@ def collect(settings, now, textfile=False, window=WINDOW):
         "memory": lambda: memory(settings, attention),
     }
     if not textfile:
+        sections["config"] = lambda: configuration(settings, attention)
+        sections["shared"] = lambda: shared(settings, state.get("release"), attention)
         sections["requests"] = lambda: requests(settings, now, attention, window)
         sections["alerts"] = lambda: alerts(settings, attention)
     for name, section in sections.items():
@@ -475,21 +767,64 @@ def render_text(state):
         """When ``epoch`` was, and how many seconds ago."""
         return f"at {stamp(epoch)} ({now - epoch:.0f} s ago)" if epoch else "never"
 
+    def program(p, width):
+        """A supervisor program's columns: name, state, pid, uptime, restarts, crashes."""
+        pid = p["pid"] if p["pid"] is not None else "-"
+        uptime = f"{p['uptime']} s" if p["uptime"] is not None else "-"
+        restarts = p["restarts"] if p["restarts"] is not None else "?"
+        crashes = p["crashes"] if p["crashes"] is not None else "?"
+        return (f"  {p['name']:<{width}} {p['state']:<9} pid {pid!s:<8} uptime {uptime:<10} restarts {restarts!s:<4} "
+                f"crashes {crashes!s:<4}")  # fmt: skip
+
     out.append(f"{state['app']} on {state['host']} at {stamp(now)}")
     if rel := state.get("release"):
         if rel["name"]:
-            commit = f" (commit {rel['commit'][:12]})" if rel["commit"] else ""
-            out.append(f"release     {rel['name']}{commit}, deployed {ago(rel['deployed'])}")
+            made = ", ".join(([f"commit {rel['commit'][:12]}"] if rel.get("commit") else [])
+                             + ([f"ref {rel['ref']}"] if rel.get("ref") else []))  # fmt: skip
+            out.append(f"release     {rel['name']}{f' ({made})' if made else ''}, deployed {ago(rel['deployed'])}")
+            if rel.get("wsgi_app") or rel.get("process_types"):
+                kinds = ", ".join(rel.get("process_types") or []) or "none"
+                out.append(f"            web {rel.get('wsgi_app') or '?'}; other process types: {kinds}")
         else:
             out.append("release     none")
+    inst, procs = state.get("instances") or [], state.get("processes")
+    width = max([12, *(len(p["name"]) for p in inst + (procs or []))])
     out.append("instances")
-    for i in state.get("instances") or []:
-        pid = i["pid"] if i["pid"] is not None else "-"
-        uptime = f"{i['uptime']} s" if i["uptime"] is not None else "-"
-        restarts = i["restarts"] if i["restarts"] is not None else "?"
+    for i in inst:
         sock = "open to nginx" if i["open"] else f"closed to nginx ({i['socket']})"
-        out.append(f"  {i['name']:<12} {i['state']:<9} pid {pid!s:<8} uptime {uptime:<10} restarts {restarts!s:<4} "
-                   f"crashes {i['crashes'] if i['crashes'] is not None else '?'!s:<4} {sock}")  # fmt: skip
+        out.append(f"{program(i, width)} {sock}")
+    if procs is not None:
+        # The release's process types that no program runs (count 0, or not rolled onto yet).
+        idle = [kind for kind in (rel or {}).get("process_types") or [] if kind not in {p["type"] for p in procs}]
+        if procs or idle:
+            out.append("processes")
+            out.extend(f"{program(p, width)} type {p['type'] or '?'}" for p in procs)
+            out.extend(f"  {'(' + kind + ')':<{width}} no program (count 0)" for kind in idle)
+        else:
+            out.append("processes   none (web only)")
+    if (cf := state.get("config")) is not None:
+        if cf["error"]:
+            out.append(f"config      unknown: {cf['error']}")
+        elif cf["names"]:
+            out.append(f"config      {len(cf['names'])} set in {cf['path']} (names only): {', '.join(cf['names'])}")
+        else:
+            out.append(f"config      none set in {cf['path']}")
+    if (sh := state.get("shared")) is not None:
+        if sh["dirs"]:
+            out.append(f"shared      under {sh['root']}, kept across releases (back them up)")
+            dw = max(len(d["path"]) for d in sh["dirs"])
+            for d in sh["dirs"]:
+                if d["error"]:
+                    out.append(f"  {d['path']:<{dw}} {d['error']}")
+                else:
+                    least = "" if d["complete"] else "at least "
+                    files = f"{d['files']} file{'' if d['files'] == 1 else 's'}"
+                    stopped = "" if d["complete"] else f" (counting stopped after {SHARED_BUDGET} s)"
+                    out.append(f"  {d['path']:<{dw}} {least}{human_size(d['size'])} in {least}{files}{stopped}")
+        else:
+            out.append("shared      none")
+    if (mt := state.get("maintenance")) is not None:
+        out.append("maintenance on: nginx answers 503 with the maintenance page" if mt["on"] else "maintenance off")
     if state.get("units"):
         out.append("units")
         width = max(map(len, state["units"]))
@@ -512,10 +847,12 @@ def render_text(state):
         else:
             out.append(f"certificate {c['path']}: unknown ({c['error']})")
     if d := state.get("disks"):
-        used = ", ".join(f"{x['path']} {x['used_percent']}%" if x["error"] is None else f"{x['path']} ?" for x in d)
+        used = ", ".join(f"{x['path']} {x['used_percent']}% of {human_size(x['total'])} ({human_size(x['free'])} "
+                         "available)" if x["error"] is None else f"{x['path']} ?" for x in d)  # fmt: skip
         out.append(f"disk used   {used}")
     if (m := state.get("memory")) and m["error"] is None:
-        out.append(f"memory used {m['used_percent']}% of {m['total']} bytes ({m['available']} available)")
+        out.append(f"memory used {m['used_percent']}% of {human_size(m['total'])} ({human_size(m['available'])} "
+                   "available)")  # fmt: skip
     if (r := state.get("requests")) and r["error"] is None:
         skipped = f"; {r['skipped_lines']} lines not JSON skipped" if r["skipped_lines"] else ""
         out.append(f"requests    {r['requests']} in the last {r['window']} s, {r['status_5xx']} 5xx "
@@ -550,6 +887,19 @@ def render_textfile(state):
     metric("todo_instance_crashes_total", "counter",
            "Times the instance exited when supervisor did not expect it (crashed or killed) since boot.",
            [({"name": i["name"]}, i["crashes"]) for i in inst if i["crashes"] is not None])  # fmt: skip
+    procs = state.get("processes") or []
+    metric("todo_process_up", "gauge", "1 when supervisor reports the process type's program RUNNING.",
+           [({"name": p["name"], "type": p["type"] or ""}, int(p["state"] == "RUNNING")) for p in procs])  # fmt: skip
+    metric("todo_process_spawns_total", "counter", "Times supervisor started the process type's program since boot.",
+           [({"name": p["name"], "type": p["type"] or ""}, p["spawns"]) for p in procs
+            if p["spawns"] is not None])  # fmt: skip
+    metric("todo_process_crashes_total", "counter",
+           "Times the process type's program exited when supervisor did not expect it since boot.",
+           [({"name": p["name"], "type": p["type"] or ""}, p["crashes"]) for p in procs
+            if p["crashes"] is not None])  # fmt: skip
+    if (mt := state.get("maintenance")) is not None:
+        metric("todo_maintenance_mode", "gauge", "1 when maintenance mode is on (nginx answers 503).",
+               [({}, int(mt["on"]))])  # fmt: skip
     metric("todo_unit_active", "gauge", "1 when the systemd unit is active.",
            [({"unit": u}, int(s == "active")) for u, s in (state.get("units") or {}).items()])  # fmt: skip
     rel = state.get("release") or {}
