@@ -37,6 +37,28 @@ hosts = [
             "api_cache_seconds": 1,
             # Seconds to wait for an instance's health check after (re)starting it.
             "health_timeout": 30,
+            # The app (docs/your-app.md): its folder in the repository a release ships ("" for an app
+            # at the top of its own repository; "app" is the sample app's).
+            "app_root": "app",
+            # Its WSGI entry point (MODULE:APP); None: the Procfile's web: line, else wsgi.py or app.py.
+            "wsgi_app": None,
+            # Run once per release before it serves (migrations); None: the Procfile's release: line.
+            "release_command": None,
+            # Process types besides web: {TYPE: COUNT} or {TYPE: {"command": CMD, "count": N}}.
+            "processes": {},
+            # The path an instance answers 200 on when it can serve (the sample app's /healthz).
+            "health_path": "/healthz",
+            # gunicorn's worker class; None: the Procfile's, else sync.
+            "worker_class": None,
+            # The static folder in the release (None: Flask's default, found) and its URL path.
+            "static_folder": None,
+            "static_url_path": "/static",
+            # Paths in the release kept across releases (uploads, an instance folder).
+            "shared_dirs": [],
+            # The app's own environment variables (not secrets: scripts/config for those).
+            "app_environment": {},
+            # Addresses that still reach the app in maintenance mode (scripts/maintenance).
+            "maintenance_allow": [],
             # Seconds to wait for an instance's queued requests before it stops.
             "drain_timeout": 30,
             # Releases kept on the server, the current one among them.

@@ -90,3 +90,60 @@ def flaskr_site(flaskr_host, tmp_path_factory):
     cert.write_text(flaskr_host.check_output("cat /etc/ssl/flaskr/flaskr.crt") + "\n")
     os.environ["REQUESTS_CA_BUNDLE"] = str(cert)
     return f"https://{FLASKR_ADDRESS}"
+
+
+#: ihatemoney's releases on PyPI the tests ship: the first, then the next (the same migrations' head,
+#: so a rollback to the first works: an older release refuses a newer schema at start).
+IHATEMONEY = ("7.2.0", "7.2.1")
+IHATEMONEY_ADDRESS = "192.168.56.41"
+IHATEMONEY_INVENTORY = "deploy/inventories/local-ihatemoney.py"
+#: The settings file ihatemoney's docs have an operator write (read through IHATEMONEY_SETTINGS_FILE_PATH).
+IHATEMONEY_CFG = """import os
+
+SQLALCHEMY_DATABASE_URI = os.environ["DATABASE_URL"]
+SECRET_KEY = os.environ["SECRET_KEY"]
+"""
+#: Its Procfile: gunicorn on ihatemoney's WSGI module, its migrations, and a worker the operator adds.
+IHATEMONEY_PROCFILE = (
+    "web: gunicorn ihatemoney.wsgi:application\n"
+    # Its migrations are in its installed package: `ihatemoney db upgrade` alone looks in ./migrations.
+    "release: ihatemoney db upgrade --directory "
+    "\"$(python -c 'import ihatemoney, os; print(os.path.dirname(ihatemoney.__file__))')/migrations\"\n"
+    'worker: while sleep 5; do echo "worker alive"; done\n'
+)
+
+
+def ihatemoney_requirements(version):
+    """The operator's requirements.txt: ihatemoney pinned, PostgreSQL's driver, gunicorn (no hashes)."""
+    return f"ihatemoney=={version}\npsycopg2-binary==2.9.13\ngunicorn==27.0.1\n"
+
+
+@pytest.fixture(scope="session")
+def ihatemoney(tmp_path_factory):
+    """The operator's thin repository of ihatemoney, released onto its own machine from bare by
+    scripts/provision; (the repository, the provisioning's output)."""
+    path = tmp_path_factory.mktemp("ihatemoney") / "ihatemoney"
+    path.mkdir()
+    (path / "requirements.txt").write_text(ihatemoney_requirements(IHATEMONEY[0]))
+    (path / "Procfile").write_text(IHATEMONEY_PROCFILE)
+    (path / "ihatemoney.cfg").write_text(IHATEMONEY_CFG)
+    repo = AppRepo(path, IHATEMONEY_INVENTORY)
+    named_machine("ihatemoney", IHATEMONEY_ADDRESS)
+    status, out = run_script("scripts/provision", IHATEMONEY_INVENTORY, "--app", str(path), timeout=1500)
+    assert status == 0, out[-6000:]
+    return repo, out
+
+
+@pytest.fixture(scope="session")
+def ihatemoney_host(ihatemoney):
+    """The ihatemoney machine as a testinfra host (root through sudo)."""
+    return named_machine("ihatemoney", IHATEMONEY_ADDRESS)
+
+
+@pytest.fixture(scope="session")
+def ihatemoney_site(ihatemoney_host, tmp_path_factory):
+    """https://192.168.56.41, its certificate (read over SSH) trusted by every requests call."""
+    cert = tmp_path_factory.mktemp("tls") / "ihatemoney.crt"
+    cert.write_text(ihatemoney_host.check_output("cat /etc/ssl/ihatemoney/ihatemoney.crt") + "\n")
+    os.environ["REQUESTS_CA_BUNDLE"] = str(cert)
+    return f"https://{IHATEMONEY_ADDRESS}"
