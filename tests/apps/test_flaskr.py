@@ -165,6 +165,21 @@ def test_a_configuration_change_rolls_with_no_failed_request(flaskr, flaskr_host
     assert "GREETING" not in flaskr_host.check_output(f"cat /etc/{APP}/config.env")
 
 
+def test_status_names_the_app_its_process_types_configuration_and_shared_directories(flaskr):
+    assert run_script("scripts/config", "set", "STATUS_PROBE=secret-value", "--target", flaskr.inventory)[0] == 0
+    try:
+        status, out = run_script("scripts/status", "--target", flaskr.inventory)
+    finally:
+        assert run_script("scripts/config", "unset", "STATUS_PROBE", "--target", flaskr.inventory)[0] == 0
+    assert out.startswith("== flaskr") or "flaskr on " in out, out
+    assert re.search(rf"^  {APP}-clock-0 +RUNNING\b.*\bclock\b", out, re.M), out
+    assert re.search(r"^config +1 set in /etc/flaskr/config.env \(names only\): STATUS_PROBE$", out, re.M), out
+    assert "secret-value" not in out
+    assert re.search(r"^  instance +\d+(\.\d)? [KMG]?i?B in \d+ file", out, re.M), out
+    assert re.search(r"^memory used \d+% of [\d.]+ [KMGT]iB \([\d.]+ [KMGT]iB available\)$", out, re.M), out
+    assert re.search(r"^maintenance off$", out, re.M), out
+
+
 def test_a_failing_release_command_stops_the_release_with_the_old_one_serving(flaskr, flaskr_host):
     serving = current(flaskr_host)
     flaskr.commit("a release command that fails", lambda path: (path / "Procfile").write_text(
