@@ -959,13 +959,14 @@ class Stack:
         """Stop and unload every instance's and process type's program (a failed first release:
         nothing to serve). supervisor would otherwise restart them against a release that no longer exists.
         """
-        for instance in self.instances:
-            self.supervisorctl("stop", instance, step="stop")
-            self.supervisorctl("remove", instance, step="stop")
-        if self.processes_conf.exists():
+        programs = list(self.instances)
+        if self.processes_conf.exists():  # removed one by one: `supervisorctl update` would add the instances back
+            programs += re.findall(r"^\[program:([^\]]+)\]", self.processes_conf.read_text(), re.M)
             self.processes_conf.unlink()
-            self.supervisorctl("update", step="stop")
-        self.clock.say(f"no release serves: stopped and removed {', '.join(self.instances)} from supervisor")
+        for program in programs:
+            self.supervisorctl("stop", program, step="stop")
+            self.supervisorctl("remove", program, step="stop")
+        self.clock.say(f"no release serves: stopped and removed {', '.join(programs)} from supervisor")
 
     # --- Secrets --------------------------------------------------------------------------------
 
