@@ -94,22 +94,16 @@ def nginx(s):
         files.directory(name=f"Ensure {os.path.dirname(s['unavailable_page'])} exists.",
                         path=os.path.dirname(s["unavailable_page"]), user="root", group="root", mode="755")  # fmt: skip
         # Read at each request: a new copy needs no reload.
-        files.put(
-            name="Ensure nginx's 'unavailable' page (for when no instance or app host answers).",
-            src="nginx/unavailable.html",
-            dest=s["unavailable_page"],
-            user="root",
-            group="root",
-            mode="644",
-        )
-        files.put(
-            name="Ensure nginx's maintenance page (scripts/maintenance).",
-            src="nginx/maintenance.html",
-            dest=s["maintenance_page"],
-            user="root",
-            group="root",
-            mode="644",
-        )
+        for page, what in (("unavailable", "for when no instance or app host answers"),
+                           ("maintenance", "scripts/maintenance")):  # fmt: skip
+            files.put(
+                name=f"Ensure nginx's {page} page ({what}).",
+                src=f"nginx/{page}.html",
+                dest=s[f"{page}_page"],
+                user="root",
+                group="root",
+                mode="644",
+            )
         server_tool(s, "maintenance", {"app_name": s["app_name"], "snippet": s["maintenance_snippet"]})
     wanted = sites(s)
     config = config_files(

@@ -85,11 +85,28 @@ def flaskr_host(flaskr):
 
 @pytest.fixture(scope="session")
 def flaskr_site(flaskr_host, tmp_path_factory):
-    """https://192.168.56.40, its certificate (read over SSH) trusted by every requests call."""
-    cert = tmp_path_factory.mktemp("tls") / "flaskr.crt"
-    cert.write_text(flaskr_host.check_output("cat /etc/ssl/flaskr/flaskr.crt") + "\n")
+    """https://192.168.56.40, its certificate trusted by every requests call."""
+    return trust_site(flaskr_host, "flaskr", FLASKR_ADDRESS, tmp_path_factory)
+
+
+def trust_site(host, app, address, tmp_path_factory):
+    """https://ADDRESS, with ``app``'s certificate (read over SSH, never from the handshake it is to
+    check) trusted by every requests call of the run (REQUESTS_CA_BUNDLE): one app per pytest run."""
+    cert = tmp_path_factory.mktemp("tls") / f"{app}.crt"
+    cert.write_text(host.check_output(f"cat /etc/ssl/{app}/{app}.crt") + "\n")
     os.environ["REQUESTS_CA_BUNDLE"] = str(cert)
-    return f"https://{FLASKR_ADDRESS}"
+    return f"https://{address}"
+
+
+def current(host, app):
+    """The release /srv/<app>/current names."""
+    return host.check_output(f"readlink /srv/{app}/current").rsplit("/", 1)[-1]
+
+
+def process_release(host, program):
+    """The release the supervisor program's process runs (its working directory), and its PID."""
+    pid = host.check_output(f"supervisorctl pid {program}")
+    return host.check_output(f"readlink /proc/{pid}/cwd").rsplit("/", 1)[-1], pid
 
 
 #: ihatemoney's releases on PyPI the tests ship: the first, then the next (the same migrations' head,
@@ -142,8 +159,5 @@ def ihatemoney_host(ihatemoney):
 
 @pytest.fixture(scope="session")
 def ihatemoney_site(ihatemoney_host, tmp_path_factory):
-    """https://192.168.56.41, its certificate (read over SSH) trusted by every requests call."""
-    cert = tmp_path_factory.mktemp("tls") / "ihatemoney.crt"
-    cert.write_text(ihatemoney_host.check_output("cat /etc/ssl/ihatemoney/ihatemoney.crt") + "\n")
-    os.environ["REQUESTS_CA_BUNDLE"] = str(cert)
-    return f"https://{IHATEMONEY_ADDRESS}"
+    """https://192.168.56.41, its certificate trusted by every requests call."""
+    return trust_site(ihatemoney_host, "ihatemoney", IHATEMONEY_ADDRESS, tmp_path_factory)

@@ -12,6 +12,7 @@ import uuid
 import pytest
 
 from tests import helpers
+from tests.apps.conftest import current, process_release
 from tests.conftest import run_script
 from tests.load import PathsLoad
 
@@ -26,17 +27,6 @@ USER = f"operator-{uuid.uuid4().hex[:6]}"
 POST_TITLE = f"kept across releases {uuid.uuid4().hex[:6]}"
 #: The page title the released change adds (this run's own: a rollback must take it away).
 RELEASED = f"Flaskr, released {uuid.uuid4().hex[:6]}"
-
-
-def current(host):
-    """The release /srv/flaskr/current names."""
-    return host.check_output(f"readlink /srv/{APP}/current").rsplit("/", 1)[-1]
-
-
-def process_release(host, program):
-    """The release the supervisor program's process runs (its working directory), and its PID."""
-    pid = host.check_output(f"supervisorctl pid {program}")
-    return host.check_output(f"readlink /proc/{pid}/cwd").rsplit("/", 1)[-1], pid
 
 
 def session():
@@ -101,13 +91,13 @@ def test_the_instance_folder_is_a_shared_directory(flaskr_host):
 def test_the_clock_process_type_runs_beside_the_instances(flaskr_host):
     status = flaskr_host.check_output(f"supervisorctl status {APP}-clock-0")
     assert "RUNNING" in status, status
-    assert process_release(flaskr_host, f"{APP}-clock-0")[0] == current(flaskr_host)
+    assert process_release(flaskr_host, f"{APP}-clock-0")[0] == current(flaskr_host, APP)
     assert helpers.wait_until(lambda: "tick" in flaskr_host.file(f"/var/log/{APP}/{APP}-clock-0.log").content_string,
                               timeout=15)  # fmt: skip
 
 
 def test_a_release_under_load_fails_no_request_and_keeps_the_data(flaskr, flaskr_host, report):
-    before = current(flaskr_host)
+    before = current(flaskr_host, APP)
     _, clock_pid = process_release(flaskr_host, f"{APP}-clock-0")
 
     def retitle(path):
@@ -125,7 +115,7 @@ def test_a_release_under_load_fails_no_request_and_keeps_the_data(flaskr, flaskr
     report("flaskr under load", load.summary())
     assert status == 0, out[-4000:]
     assert load.failures == [] and load.requests > 100, load.summary()
-    after = current(flaskr_host)
+    after = current(flaskr_host, APP)
     assert after != before
     s = logged_in()
     page = s.get(f"{s.base}/", timeout=10).text
@@ -140,7 +130,7 @@ def test_a_rollback_keeps_the_data(flaskr, flaskr_host):
     s = logged_in()
     page = s.get(f"{s.base}/", timeout=10).text
     assert RELEASED not in page and POST_TITLE in page
-    assert process_release(flaskr_host, f"{APP}-clock-0")[0] == current(flaskr_host)
+    assert process_release(flaskr_host, f"{APP}-clock-0")[0] == current(flaskr_host, APP)
 
 
 def test_a_configuration_change_rolls_with_no_failed_request(flaskr, flaskr_host, report):
@@ -181,17 +171,17 @@ def test_status_names_the_app_its_process_types_configuration_and_shared_directo
 
 
 def test_a_failing_release_command_stops_the_release_with_the_old_one_serving(flaskr, flaskr_host):
-    serving = current(flaskr_host)
+    serving = current(flaskr_host, APP)
     flaskr.commit("a release command that fails", lambda path: (path / "Procfile").write_text(
         "release: echo migrating the database; exit 3\n"))  # fmt: skip
     status, out = flaskr.release()
     assert status == 1, out[-3000:]
     assert "migrating the database" in out and "step 'release command'" in out, out[-3000:]
-    assert current(flaskr_host) == serving
+    assert current(flaskr_host, APP) == serving
 
 
 def test_an_app_that_fails_its_health_check_shows_its_traceback_and_the_old_one_serves(flaskr, flaskr_host):
-    serving = current(flaskr_host)
+    serving = current(flaskr_host, APP)
 
     def break_login(path):
         (path / "Procfile").unlink()
@@ -203,7 +193,7 @@ def test_an_app_that_fails_its_health_check_shows_its_traceback_and_the_old_one_
     status, out = flaskr.release()
     assert status == 1, out[-3000:]
     assert "step 'health check'" in out and "RuntimeError: the login page is broken" in out, out[-4000:]
-    assert current(flaskr_host) == serving
+    assert current(flaskr_host, APP) == serving
     s = session()
     assert s.get(f"{s.base}/auth/login", timeout=10).status_code == 200
     for program in INSTANCES:

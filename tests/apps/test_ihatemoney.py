@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from tests import helpers
-from tests.apps.conftest import IHATEMONEY, ihatemoney_requirements
+from tests.apps.conftest import IHATEMONEY, current, ihatemoney_requirements, process_release
 from tests.conftest import run_script
 from tests.load import PathsLoad
 
@@ -25,16 +25,6 @@ INSTANCES = (f"{APP}-0", f"{APP}-1")
 PATHS = ("/", "/healthcheck", "/static/css/main.css")
 PROJECT = f"trip{uuid.uuid4().hex[:6]}"
 CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
-
-
-def current(host):
-    return host.check_output(f"readlink /srv/{APP}/current").rsplit("/", 1)[-1]
-
-
-def process_release(host, program):
-    """The release the supervisor program's process runs (its working directory), and its PID."""
-    pid = host.check_output(f"supervisorctl pid {program}")
-    return host.check_output(f"readlink /proc/{pid}/cwd").rsplit("/", 1)[-1], pid
 
 
 def token(session, path):
@@ -107,7 +97,7 @@ def test_a_one_off_command_sees_the_database(ihatemoney):
 def test_the_next_version_released_under_load_fails_no_request_and_rolls_the_worker(ihatemoney, ihatemoney_host,
                                                                                      report):  # fmt: skip
     repo, _ = ihatemoney
-    before = current(ihatemoney_host)
+    before = current(ihatemoney_host, APP)
     _, worker_pid = process_release(ihatemoney_host, f"{APP}-worker-0")
     repo.commit(f"ihatemoney {IHATEMONEY[1]}", lambda path: (path / "requirements.txt").write_text(
         ihatemoney_requirements(IHATEMONEY[1])))  # fmt: skip
@@ -116,7 +106,7 @@ def test_the_next_version_released_under_load_fails_no_request_and_rolls_the_wor
     report("ihatemoney release under load", load.summary())
     assert status == 0, out[-4000:]
     assert load.failures == [] and load.requests > 100, load.summary()
-    after = current(ihatemoney_host)
+    after = current(ihatemoney_host, APP)
     assert after != before
     version = ihatemoney_host.check_output(f"/srv/{APP}/current/venv/bin/pip show ihatemoney | grep ^Version")
     assert version.split()[-1] == IHATEMONEY[1]
@@ -131,7 +121,7 @@ def test_a_rollback_goes_back_to_the_first_version_with_the_data(ihatemoney, iha
     assert status == 0, out[-4000:]
     version = ihatemoney_host.check_output(f"/srv/{APP}/current/venv/bin/pip show ihatemoney | grep ^Version")
     assert version.split()[-1] == IHATEMONEY[0]
-    assert process_release(ihatemoney_host, f"{APP}-worker-0")[0] == current(ihatemoney_host)
+    assert process_release(ihatemoney_host, f"{APP}-worker-0")[0] == current(ihatemoney_host, APP)
     assert "train tickets" in project_page()
 
 
