@@ -531,11 +531,12 @@ def stack():
     # The load balancer's "unavailable" page: from the current release when the instances are on
     # this host alone, else a copy the deploy puts beside the site (the lb may hold no release).
     # The "unavailable" page nginx answers when no instance (or app host) answers: the stack's own.
-    s["unavailable_page"] = f"/var/www/{app}-lb/unavailable.html"
+    s["pages_dir"] = f"/var/www/{app}-lb"
+    s["unavailable_page"] = f"{s['pages_dir']}/unavailable.html"
     s["lib"] = f"/usr/local/lib/{app}"
     s["shared"] = f"/var/lib/{app}/shared"
     s["maintenance_snippet"] = f"{s['nginx_snippets']}/maintenance.conf"
-    s["maintenance_page"] = f"/var/www/{app}-lb/maintenance.html"
+    s["maintenance_page"] = f"{s['pages_dir']}/maintenance.html"
     # What every process of the app gets in its environment from the inventory (launch.py): Flask's
     # own FLASK_MAX_CONTENT_LENGTH (Config.from_prefixed_env) so the app and nginx agree on the largest
     # body, the sample app's defaults, then app_environment.

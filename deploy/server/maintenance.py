@@ -85,7 +85,7 @@ def main(argv=None):
         return 0
     if argv[0] == "on":
         text = (f"# Managed by {NAME}-maintenance: maintenance mode is on (scripts/maintenance off ends it).\n"
-                f"if (${app}_maintenance_refused) {{\n    return 503;\n}}\n")  # fmt: skip
+                f"if (${app}_maintenance_allowed = 0) {{\n    return 503;\n}}\n")  # fmt: skip
         new = snippet.with_name(snippet.name + ".new")
         new.write_text(text)
         os.chmod(new, 0o644)
@@ -96,7 +96,7 @@ def main(argv=None):
         if argv[0] == "on":
             snippet.unlink()
         else:
-            snippet.write_text(f"if (${app}_maintenance_refused) {{\n    return 503;\n}}\n")
+            snippet.write_text(f"if (${app}_maintenance_allowed = 0) {{\n    return 503;\n}}\n")
         nginx_loads()
         print(f"{NAME}-maintenance: nginx refused the configuration; maintenance stays {'on' if was_on else 'off'}:"
               f"\n{error}", file=sys.stderr)  # fmt: skip

@@ -166,7 +166,7 @@ def test_status_names_the_app_its_process_types_configuration_and_shared_directo
     assert re.search(r"^config +1 set in /etc/flaskr/config.env \(names only\): STATUS_PROBE$", out, re.M), out
     assert "secret-value" not in out
     assert re.search(r"^  instance +\d+(\.\d)? [KMG]?i?B in \d+ file", out, re.M), out
-    assert re.search(r"^memory used \d+% of [\d.]+ [KMGT]iB \([\d.]+ [KMGT]iB available\)$", out, re.M), out
+    assert re.search(r"^memory used [\d.]+% of [\d.]+ [KMGT]iB \([\d.]+ [KMGT]iB available\)$", out, re.M), out
     assert re.search(r"^maintenance off$", out, re.M), out
 
 
