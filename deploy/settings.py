@@ -359,9 +359,9 @@ def check_app(s):
     Raises SettingError naming the setting."""
     if s["app_root"]:
         relative_path("app_root", s["app_root"])
-    for path in s["shared_dirs"] if isinstance(s["shared_dirs"], list) else [None]:
-        if path is None:
-            raise SettingError(f"inventory: shared_dirs must be a list of paths, not {s['shared_dirs']!r}")
+    if not isinstance(s["shared_dirs"], list):
+        raise SettingError(f"inventory: shared_dirs must be a list of paths, not {s['shared_dirs']!r}")
+    for path in s["shared_dirs"]:
         relative_path("shared_dirs", path)
         if path in ("venv", ".release.json", ".static"):
             raise SettingError(f"inventory: shared_dirs: {path!r} is the stack's own part of a release")
@@ -528,9 +528,8 @@ def stack():
     if s["app_host_count"] > 1 and s["keep_releases"] < 2:
         raise SettingError("inventory: keep_releases must be at least 2 with several app hosts (a failed release "
                            "puts the hosts it reached back on the one before)")  # fmt: skip
-    # The load balancer's "unavailable" page: from the current release when the instances are on
-    # this host alone, else a copy the deploy puts beside the site (the lb may hold no release).
-    # The "unavailable" page nginx answers when no instance (or app host) answers: the stack's own.
+    # nginx's own pages, beside the site: "unavailable" when no instance (or app host) answers, and
+    # the maintenance page (the lb may hold no release).
     s["pages_dir"] = f"/var/www/{app}-lb"
     s["unavailable_page"] = f"{s['pages_dir']}/unavailable.html"
     s["lib"] = f"/usr/local/lib/{app}"

@@ -64,6 +64,17 @@ def accepting(pid):
     return b"worker process" in title and b"shutting down" not in title
 
 
+def put(snippet, on, text):
+    """Maintenance on: the snippet holds ``text`` (written beside it, root 0644, then renamed); off: no snippet."""
+    if on:
+        new = snippet.with_name(snippet.name + ".new")
+        new.write_text(text)
+        os.chmod(new, 0o644)
+        os.replace(new, snippet)
+    else:
+        snippet.unlink(missing_ok=True)
+
+
 def main(argv=None):
     """Parse the command line; switch the mode."""
     argv = sys.argv[1:] if argv is None else argv
@@ -83,20 +94,11 @@ def main(argv=None):
     if (argv[0] == "on") == was_on:
         print(f"maintenance is already {argv[0]}")
         return 0
-    if argv[0] == "on":
-        text = (f"# Managed by {NAME}-maintenance: maintenance mode is on (scripts/maintenance off ends it).\n"
-                f"if (${app}_maintenance_allowed = 0) {{\n    return 503;\n}}\n")  # fmt: skip
-        new = snippet.with_name(snippet.name + ".new")
-        new.write_text(text)
-        os.chmod(new, 0o644)
-        os.replace(new, snippet)
-    else:
-        snippet.unlink()
+    text = (f"# Managed by {NAME}-maintenance: maintenance mode is on (scripts/maintenance off ends it).\n"
+            f"if (${app}_maintenance_allowed = 0) {{\n    return 503;\n}}\n")  # fmt: skip
+    put(snippet, argv[0] == "on", text)
     if error := nginx_loads():
-        if argv[0] == "on":
-            snippet.unlink()
-        else:
-            snippet.write_text(f"if (${app}_maintenance_allowed = 0) {{\n    return 503;\n}}\n")
+        put(snippet, was_on, text)
         nginx_loads()
         print(f"{NAME}-maintenance: nginx refused the configuration; maintenance stays {'on' if was_on else 'off'}:"
               f"\n{error}", file=sys.stderr)  # fmt: skip

@@ -1,8 +1,6 @@
 """nginx in front: TLS certificate, main config, snippets and the site, checked together by
 ``nginx -t`` before nginx reloads; restarted by systemd when it dies."""
 
-import os
-
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import File
@@ -91,8 +89,8 @@ def nginx(s):
     unit = dropin("nginx.service", s)
     tls = certificate(s) if lb else []
     if lb:
-        files.directory(name=f"Ensure {os.path.dirname(s['unavailable_page'])} exists.",
-                        path=os.path.dirname(s["unavailable_page"]), user="root", group="root", mode="755")  # fmt: skip
+        files.directory(name=f"Ensure {s['pages_dir']} exists.", path=s["pages_dir"], user="root", group="root",
+                        mode="755")  # fmt: skip
         # Read at each request: a new copy needs no reload.
         for page, what in (("unavailable", "for when no instance or app host answers"),
                            ("maintenance", "scripts/maintenance")):  # fmt: skip

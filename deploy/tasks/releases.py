@@ -19,13 +19,13 @@ UNBORN_HEAD = "refs/heads/no-branch-checked-out"
 def releases(s):
     """Ensure the release tool, its settings, the deploy group's sudo rule and the push repository."""
     server_tool(s, "release", {key: s[key] for key in RELEASE_SETTINGS})
-    for name, mode in (("launch.py", "755"), ("gunicorn.conf.py", "644"), ("healthcheck.py", "644"),
-                       ("gunicorn-requirements.txt", "644")):  # fmt: skip
+    for src, dest, mode in (("launch.py", "launch", "755"), ("gunicorn.conf.py", "gunicorn.conf.py", "644"),
+                            ("healthcheck.py", "healthcheck.py", "644"),
+                            ("gunicorn-requirements.txt", "gunicorn-requirements.txt", "644")):  # fmt: skip
         files.put(
-            name=f"Ensure {s['lib']}/{name.removesuffix('.py') if name == 'launch.py' else name} (the stack's part "
-            "of every process of the app).",
-            src=f"deploy/server/{name}",
-            dest=f"{s['lib']}/{name.removesuffix('.py') if name == 'launch.py' else name}",
+            name=f"Ensure {s['lib']}/{dest} (the stack's part of every process of the app).",
+            src=f"deploy/server/{src}",
+            dest=f"{s['lib']}/{dest}",
             user="root",
             group="root",
             mode=mode,
