@@ -103,8 +103,13 @@ DEFAULTS = {
     # Monitoring (deploy/tasks/monitoring.py): Prometheus and Debian's exporters on this server, all
     # on the loopback, with the stack's alert rules; False: none of them (scripts/status stays).
     "monitoring": True,
-    # The port of nginx's loopback-only server for Prometheus: stub_status and each instance's /metrics.
+    # The port of nginx's loopback-only server for Prometheus: stub_status and each instance's own
+    # metrics (metrics_path).
     "metrics_port": 9180,
+    # The path where each instance serves the app's own Prometheus metrics (the sample app's
+    # per-endpoint counters), scraped as one target per instance; None: the app has none. Request
+    # counts and latencies for any app come from nginx's access log either way (mtail).
+    "metrics_path": "/metrics",
     # Days Prometheus keeps its samples (--storage.tsdb.retention.time).
     "prometheus_retention_days": 15,
     # An Alertmanager ("HOST:PORT") Prometheus sends firing alerts to, which routes them to
@@ -367,7 +372,9 @@ def check_app(s):
             raise SettingError(f"inventory: shared_dirs: {path!r} is the stack's own part of a release")
     if s["static_folder"]:
         relative_path("static_folder", s["static_folder"])
-    for name in ("static_url_path", "health_path"):
+    for name in ("static_url_path", "health_path", "metrics_path"):
+        if name == "metrics_path" and s[name] is None:
+            continue
         if not re.fullmatch(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*", str(s[name])) or "//" in s[name] or "/../" in s[name]:
             raise SettingError(f"inventory: {name} must be a URL path starting with /, not {s[name]!r}")
     if not isinstance(s["app_environment"], dict):

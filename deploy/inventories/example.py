@@ -101,10 +101,13 @@ hosts = [
             "backup_retention_full": 2,
             "backup_max_age": 93600,
             # Monitoring: Prometheus and Debian's exporters on the server, loopback only, with the
-            # alert rules (docs/operations.md); nginx's loopback metrics port; days of samples kept;
+            # alert rules (docs/operations.md); nginx's loopback metrics port; where each instance
+            # serves the app's own metrics (None: it has none; nginx's log gives every app's
+            # request metrics either way); days of samples kept;
             # an Alertmanager "HOST:PORT" to send firing alerts to (None: shown, not sent).
             "monitoring": True,
             "metrics_port": 9180,
+            "metrics_path": "/metrics",
             "prometheus_retention_days": 15,
             "alertmanager": None,
             # With a backup host (the groups at the end of this file): the address the other host

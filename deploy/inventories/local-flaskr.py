@@ -38,8 +38,9 @@ hosts = [
             "processes": {"clock": {"command": "while sleep 5; do echo tick; done", "count": 1}},
             # The load generator's address (tests/helpers.py) still reaches the app in maintenance mode.
             "maintenance_allow": ["192.168.56.2"],
-            # Prometheus and its exporters are the sample's tests' (tests/e2e/test_observability.py).
-            "monitoring": False,
+            # Prometheus, its exporters and mtail, with the alert rules; flaskr serves no metrics of
+            # its own (its requests are counted from nginx's access log).
+            "metrics_path": None,
         },
     )
 ]

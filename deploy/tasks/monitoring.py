@@ -1,7 +1,9 @@
 """Seeing the stack: the status and logs tools (scripts/status, scripts/logs), and, with the ``monitoring`` setting,
-Prometheus with Debian's exporters (node, nginx, PostgreSQL), the app's own metrics through
-nginx's loopback metrics server, and the alert rules (monitoring/alerts.yml, checked with
-promtool). Everything listens on the loopback only; the firewall opens none of it."""
+Prometheus with Debian's exporters (node, nginx, PostgreSQL), every app's request metrics from
+nginx's access log (mtail, monitoring/web.mtail), the app's own metrics (if it has them,
+``metrics_path``) through nginx's loopback metrics server, and the alert rules
+(monitoring/alerts.yml, checked with promtool). Everything listens on the loopback only; the
+firewall opens none of it."""
 
 from pyinfra import host
 from pyinfra.api import deploy
@@ -14,12 +16,15 @@ from deploy.operations import config_files, dropin, server_tool, timer
 
 #: node_exporter's textfile collector directory: Debian's default, named to be sure.
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
+#: mtail's port (its default), on the loopback.
+MTAIL_PORT = 3903
 
 
 def exporters(s):
     """{Debian package: the variables of its /etc/default file}: Prometheus and its exporters on
     loopback addresses. The flags are the packaged versions' (Prometheus 2.42, node_exporter 1.5,
-    nginx-prometheus-exporter 0.11, postgres_exporter 0.11)."""
+    nginx-prometheus-exporter 0.11, postgres_exporter 0.11, mtail 3.0.0~rc50, whose unit reads
+    LOGS, HOST, PORT and EXTRA_ARGS)."""
     return {
         "prometheus-node-exporter": {
             "ARGS": f"--web.listen-address=127.0.0.1:9100 --collector.textfile.directory={TEXTFILE_DIR}"
@@ -32,6 +37,14 @@ def exporters(s):
         "prometheus-postgres-exporter": {
             "DATA_SOURCE_NAME": "user=prometheus host=/run/postgresql dbname=postgres",
             "ARGS": "--web.listen-address=127.0.0.1:9187",
+        },
+        # nginx's access log, read by mtail's programs in /etc/mtail (the adm group's: its drop-in).
+        # No "prog" label: one program, and the alert rules need not name it.
+        "mtail": {
+            "LOGS": "/var/log/nginx/access.log",
+            "HOST": "127.0.0.1",
+            "PORT": str(MTAIL_PORT),
+            "EXTRA_ARGS": "--emit_prog_label=false",
         },
         "prometheus": {
             "ARGS": "--web.listen-address=127.0.0.1:9090 "
@@ -97,7 +110,7 @@ def monitoring(s):
         return
 
     apt.packages(
-        name="Ensure Prometheus and its exporters (node, nginx, PostgreSQL) are installed.",
+        name="Ensure Prometheus and its exporters (node, nginx, PostgreSQL, mtail) are installed.",
         packages=list(exporters(s)),
         no_recommends=True,
     )
@@ -117,10 +130,17 @@ def monitoring(s):
     config = config_files(
         name="Ensure Prometheus's scrape targets and the stack's alert rules (promtool check config).",
         files=[
-            ("monitoring/prometheus.yml.j2", "/etc/prometheus/prometheus.yml", "644", s),
+            ("monitoring/prometheus.yml.j2", "/etc/prometheus/prometheus.yml", "644", {**s, "mtail_port": MTAIL_PORT}),
             ("monitoring/alerts.yml", f"/etc/prometheus/{app}-alerts.yml", "644", None),
         ],
         check="promtool check config /etc/prometheus/prometheus.yml >/dev/null",
+    )
+    # mtail's program before mtail (re)starts; compiled in a directory of its own first.
+    program = config_files(
+        name="Ensure mtail's program for nginx's access log (mtail --compile_only).",
+        files=[("monitoring/web.mtail", f"/etc/mtail/{app}-web.mtail", "644", None)],
+        check='d=$(mktemp -d) && cp {} "$d/web.mtail" && mtail --compile_only --logtostderr --progs "$d" '
+        '>/dev/null; rc=$?; rm -rf "$d"; exit $rc',
     )
     restarted = {}
     for package, env in exporters(s).items():
@@ -134,16 +154,23 @@ def monitoring(s):
             unit=package,
             env=env,
         )
-        if package == "prometheus-nginx-exporter":
-            dropin(f"{package}.service", s)
+        changed = [defaults]
+        if package in ("prometheus-nginx-exporter", "mtail"):
+            changed.append(dropin(f"{package}.service", s))
         # reset-failed: an exporter that failed at its first start (the package starts it with
         # Debian's settings, e.g. nginx's exporter on port 8080) is in its start limit.
         restarted[package] = server.shell(
             name=f"Restart {package}: its settings changed.",
             commands=[f"systemctl reset-failed {package}.service 2>/dev/null || true", f"systemctl restart {package}"],
-            _if=defaults.did_change,
+            _if=lambda changed=changed: any(op.did_change() for op in changed),
         )
         systemd.service(name=f"Ensure {package} is running and enabled.", service=package, running=True, enabled=True)
+    systemd.service(
+        name="Reload mtail: its program changed and compiles (SIGHUP: it loads /etc/mtail again).",
+        service="mtail",
+        reloaded=True,
+        _if=lambda: program.did_change() and not restarted["mtail"].did_change(),
+    )
     systemd.service(
         name="Reload Prometheus: its configuration or rules changed and are valid.",
         service="prometheus",

@@ -9,6 +9,7 @@ tests its address, a testinfra host and a way to commit and release changes."""
 import os
 import subprocess
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -96,6 +97,28 @@ def trust_site(host, app, address, tmp_path_factory):
     cert.write_text(host.check_output(f"cat /etc/ssl/{app}/{app}.crt") + "\n")
     os.environ["REQUESTS_CA_BUNDLE"] = str(cert)
     return f"https://{address}"
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Headless Chromium (tests/browser's flags) trusting only the site's certificate, the one the
+    app's ``*_site`` fixture read over SSH (REQUESTS_CA_BUNDLE): request that fixture first."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    from tests.browser.conftest import FLAGS, spki_sha256
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in [*FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"]:
+        options.add_argument(flag)
+    pin = spki_sha256(Path(os.environ["REQUESTS_CA_BUNDLE"]).read_bytes())
+    options.add_argument(f"--ignore-certificate-errors-spki-list={pin}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
 
 
 def current(host, app):

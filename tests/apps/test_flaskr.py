@@ -1,15 +1,20 @@
 """Flask's tutorial app, flaskr, unmodified, deployed by the stack from the operator's repository
-with settings only (deploy/inventories/local-flaskr.py): its pages through nginx, a one-off
-command, its static files from disk, its instance folder kept across releases and rollbacks, a
-second process type, releases and configuration changes under load with no failed request, and
-failed releases that leave the old one serving and say why.
+with settings only (deploy/inventories/local-flaskr.py): its pages through nginx (with a browser
+too), a one-off command, its static files from disk, its requests in Prometheus, its instance
+folder kept across releases and rollbacks, a second process type, releases and configuration
+changes under load with no failed request, and failed releases that leave the old one serving
+and say why.
 
 The tests run in order and build on each other (the database init-db makes, the post made)."""
 
+import json
 import re
 import uuid
 
 import pytest
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 from tests import helpers
 from tests.apps.conftest import current, process_release
@@ -67,6 +72,38 @@ def test_a_user_registers_logs_in_and_posts():
     response = s.post(f"{s.base}/create", data={"title": POST_TITLE, "body": "hello"}, allow_redirects=False)
     assert response.status_code == 302, response.text[:300]
     assert POST_TITLE in s.get(f"{s.base}/", timeout=10).text
+
+
+def submit(browser, form):
+    """Submit ``form`` with its submit button and wait for the page it leads to (the marker set on
+    this page gone, the new one loaded); a WebDriver error mid-navigation means "not yet"."""
+    browser.execute_script("window.flaskrTestPageBefore = true")
+    browser.find_element(By.CSS_SELECTOR, f"{form} input[type=submit]").click()
+    WebDriverWait(browser, 10, ignored_exceptions=(WebDriverException,)).until(
+        lambda driver: driver.execute_script(
+            "return window.flaskrTestPageBefore === undefined && document.readyState === 'complete'"
+        )
+    )
+
+
+def test_a_browser_logs_in_and_posts_through_flaskrs_own_forms(browser, flaskr_site):
+    """Chromium through nginx: the login and new-post forms, flaskr's stylesheet applied (nginx's
+    security headers and CSP let it), and nothing on the console."""
+    title = f"posted from a browser {uuid.uuid4().hex[:6]}"
+    browser.get(f"{flaskr_site}/auth/login")
+    assert browser.title == "Log In - Flaskr"  # not Chromium's "Privacy error"
+    browser.find_element(By.NAME, "username").send_keys(USER)
+    browser.find_element(By.NAME, "password").send_keys("pw")
+    submit(browser, "form")
+    assert browser.current_url == f"{flaskr_site}/" and "Log Out" in browser.page_source
+    browser.get(f"{flaskr_site}/create")
+    browser.find_element(By.NAME, "title").send_keys(title)
+    browser.find_element(By.NAME, "body").send_keys("from Chromium")
+    submit(browser, "form")
+    assert title in [h1.text for h1 in browser.find_elements(By.CSS_SELECTOR, "article.post h1")]
+    # style.css's body { max-width: 960px }: the stylesheet loaded and applied.
+    assert browser.execute_script("return getComputedStyle(document.body).maxWidth") == "960px"
+    assert [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "WARNING")] == []
 
 
 def test_static_files_come_from_nginx_precompressed(flaskr_host):
@@ -153,6 +190,32 @@ def test_a_configuration_change_rolls_with_no_failed_request(flaskr, flaskr_host
     status, out = run_script("scripts/config", "unset", "GREETING", "--target", flaskr.inventory)
     assert status == 0, out[-3000:]
     assert "GREETING" not in flaskr_host.check_output(f"cat /etc/{APP}/config.env")
+
+
+def prometheus(host, path):
+    """Prometheus's HTTP API on the app's server: the ``data`` of GET /api/v1/<path>."""
+    return json.loads(helpers.local_get(host, f"http://127.0.0.1:9090/api/v1/{path}"))["data"]
+
+
+def test_request_metrics_and_alerts_for_an_app_with_no_metrics_of_its_own(flaskr_host):
+    """flaskr serves no metrics (metrics_path None): its requests are counted from nginx's log by
+    mtail, every scrape target is up, and no alert fires on a healthy app."""
+
+    def app_requests():
+        result = prometheus(flaskr_host, "query?query=sum(todo_web_requests_total{served_by=%22app%22})")["result"]
+        return float(result[0]["value"][1]) if result else 0.0
+
+    def targets():
+        return {(t["labels"]["job"], t["health"]) for t in prometheus(flaskr_host, "targets")["activeTargets"]}
+
+    up = {(job, "up") for job in ("prometheus", "node", "nginx", "postgres", "web")}
+    helpers.wait_until(lambda: targets() == up, timeout=30)
+    before = app_requests()
+    s = session()
+    for _ in range(5):
+        assert s.get(f"{s.base}/auth/login", timeout=10).status_code == 200
+    helpers.wait_until(lambda: app_requests() >= before + 5, timeout=30)  # a scrape every 10 s
+    assert [a for a in prometheus(flaskr_host, "alerts")["alerts"] if a["state"] == "firing"] == []
 
 
 def test_status_names_the_app_its_process_types_configuration_and_shared_directories(flaskr):

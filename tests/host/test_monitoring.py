@@ -1,6 +1,7 @@
 """Monitoring on the host: Prometheus and Debian's exporters on the loopback only, every target
-scraped, the stack's alert rules loaded and passing their unit tests (promtool, Prometheus's own
-judge), and the status tool's metrics fresh."""
+scraped, mtail counting nginx's access log (every app's request metrics), the stack's alert rules
+loaded and passing their unit tests (promtool, Prometheus's own judge), and the status tool's
+metrics fresh."""
 
 import json
 import re
@@ -8,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.helpers import LOAD_GENERATOR, LOCAL_GET, connects, local_get, wait_until
 
@@ -18,6 +20,7 @@ EXPORTERS = {
     "prometheus-node-exporter": 9100,
     "prometheus-nginx-exporter": 9113,
     "prometheus-postgres-exporter": 9187,
+    "mtail": 3903,
 }
 #: nginx's loopback server for Prometheus (the metrics_port setting's default).
 METRICS_PORT = 9180
@@ -57,6 +60,72 @@ def test_nginx_metrics_server_serves_stub_status_and_each_instance(host, instanc
     assert host.run(LOCAL_GET + f"http://127.0.0.1:{METRICS_PORT}/").rc != 0  # nothing else is served there
 
 
+def web_requests(host):
+    """{(method, status, served_by): count} of mtail's todo_web_requests_total on the server."""
+    text = local_get(host, "http://127.0.0.1:3903/metrics")
+    sample = r'^todo_web_requests_total\{method="(\w+)",served_by="(\w+)",status="(\d+)"\} (\d+)$'
+    found = re.findall(sample, text, re.M)
+    return {(method, status, by): int(count) for method, by, status, count in found}
+
+
+def test_mtail_counts_what_nginx_passed_to_the_app_and_what_it_answered_itself(host, machine_address):
+    before = web_requests(host)
+    assert requests.get(f"https://{machine_address}/", timeout=10).status_code == 200
+    redirect = requests.get(f"http://{machine_address}/", timeout=10, allow_redirects=False)
+    assert redirect.status_code == 301  # nginx's own answer: the redirect to HTTPS
+
+    def grew(key):
+        return web_requests(host).get(key, 0) > before.get(key, 0)
+
+    # mtail polls the log every 250 ms.
+    wait_until(lambda: grew(("GET", "200", "app")) and grew(("GET", "301", "nginx")), timeout=10)
+
+
+#: Access log lines in nginx's todo_json format (nginx/nginx.conf.j2) for the program's own checks:
+#: a client forging the separators in its URI and User-Agent, a method outside HTTP's usual ones,
+#: an answer under a millisecond (logged as 0.000), and nginx's 502 with no instance answering.
+FORGED = (
+    '{"time":"2026-12-08T02:00:00+00:00","msec":"1.0","remote_addr":"192.0.2.1","request_id":"a","host":"x",'
+    '"method":"GET","uri":"/?\\"upstream\\":\\"x","protocol":"HTTP/1.1","status":"200","bytes":"1","referer":"",'
+    '"user_agent":"\\",\\"upstream\\":\\"\\",\\"upstream_status\\":\\"\\",\\"rt\\":\\"9.000",'
+    '"upstream":"unix:/run/app/app-0.sock","upstream_status":"200","rt":"0.003","urt":"0.003","cache":""}'
+)
+OTHER_METHOD = (
+    '{"time":"2026-12-08T02:00:00+00:00","msec":"1.0","remote_addr":"192.0.2.1","request_id":"b","host":"x",'
+    '"method":"FOO","uri":"/static/a.css","protocol":"HTTP/1.1","status":"405","bytes":"1","referer":"",'
+    '"user_agent":"","upstream":"","upstream_status":"","rt":"0.000","urt":"","cache":""}'
+)
+BAD_GATEWAY = (
+    '{"time":"2026-12-08T02:00:00+00:00","msec":"1.0","remote_addr":"192.0.2.1","request_id":"c","host":"x",'
+    '"method":"POST","uri":"/","protocol":"HTTP/1.1","status":"502","bytes":"1","referer":"","user_agent":"",'
+    '"upstream":"unix:/run/app/app-0.sock, unix:/run/app/app-1.sock","upstream_status":"502, 502","rt":"1.500",'
+    '"urt":"0.001, 0.002","cache":""}'
+)
+
+
+def test_the_mtail_program_as_deployed_counts_lines_as_documented(host, app_name):
+    """monitoring/web.mtail, as deployed, run by the server's mtail once over lines written here."""
+    scratch = host.check_output("mktemp -d")
+    try:
+        host.check_output(f"cat > {scratch}/access.log <<'LOG_END'\n{FORGED}\n{OTHER_METHOD}\n{BAD_GATEWAY}\nLOG_END")
+        host.check_output(f"mkdir {scratch}/progs && cp /etc/mtail/{app_name}-web.mtail {scratch}/progs/")
+        text = host.check_output(
+            f"mtail --one_shot --one_shot_format prometheus --emit_prog_label=false --address 127.0.0.1 --port 0 "
+            f"--progs {scratch}/progs --logs {scratch}/access.log 2>/dev/null"
+        )
+    finally:
+        host.run(f"rm -rf {scratch}")
+    samples = dict(re.findall(r"^(todo_web_\S+) (\S+)$", text, re.M))
+    assert samples['todo_web_requests_total{method="GET",served_by="app",status="200"}'] == "1"
+    assert samples['todo_web_requests_total{method="other",served_by="nginx",status="405"}'] == "1"
+    assert samples['todo_web_requests_total{method="POST",served_by="app",status="502"}'] == "1"
+    assert len([k for k in samples if k.startswith("todo_web_requests_total")]) == 3
+    # The forged rt (9 s) is not read; under a millisecond is 0.0005 s, in the first bucket.
+    assert float(samples['todo_web_request_duration_seconds_sum{served_by="app"}']) == pytest.approx(1.503)
+    assert samples['todo_web_request_duration_seconds_bucket{served_by="app",le="1"}'] == "1"
+    assert samples['todo_web_request_duration_seconds_bucket{served_by="nginx",le="0.005"}'] == "1"
+
+
 def prometheus(host, path):
     """Prometheus's HTTP API on the server: the ``data`` of GET /api/v1/<path>."""
     return json.loads(local_get(host, f"http://127.0.0.1:9090/api/v1/{path}"))["data"]
@@ -70,7 +139,7 @@ def test_prometheus_scrapes_every_target_and_every_instance(host, instances):
         }  # noqa: E501
 
     found, _ = wait_until(lambda: (h := health()) and set(h.values()) == {"up"} and h, timeout=30)
-    assert {job for job, _ in found} == {"prometheus", "node", "nginx", "postgres", "todo"}
+    assert {job for job, _ in found} == {"prometheus", "node", "nginx", "postgres", "web", "todo"}
     assert {name for job, name in found if job == "todo"} == set(instances)
 
 
