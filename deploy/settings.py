@@ -107,8 +107,9 @@ DEFAULTS = {
     # metrics (metrics_path).
     "metrics_port": 9180,
     # The path where each instance serves the app's own Prometheus metrics (the sample app's
-    # per-endpoint counters), scraped as one target per instance; None: the app has none. Request
+    # per-endpoint counters), scraped as one target per instance. Request
     # counts and latencies for any app come from nginx's access log either way (mtail).
+    # "" (not None, which means the default here): the app has none.
     "metrics_path": "/metrics",
     # Days Prometheus keeps its samples (--storage.tsdb.retention.time).
     "prometheus_retention_days": 15,
@@ -373,7 +374,7 @@ def check_app(s):
     if s["static_folder"]:
         relative_path("static_folder", s["static_folder"])
     for name in ("static_url_path", "health_path", "metrics_path"):
-        if name == "metrics_path" and s[name] is None:
+        if name == "metrics_path" and s[name] == "":
             continue
         if not re.fullmatch(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*", str(s[name])) or "//" in s[name] or "/../" in s[name]:
             raise SettingError(f"inventory: {name} must be a URL path starting with /, not {s[name]!r}")

@@ -102,7 +102,7 @@ hosts = [
             "backup_max_age": 93600,
             # Monitoring: Prometheus and Debian's exporters on the server, loopback only, with the
             # alert rules (docs/operations.md); nginx's loopback metrics port; where each instance
-            # serves the app's own metrics (None: it has none; nginx's log gives every app's
+            # serves the app's own metrics ("": it has none; nginx's log gives every app's
             # request metrics either way); days of samples kept;
             # an Alertmanager "HOST:PORT" to send firing alerts to (None: shown, not sent).
             "monitoring": True,

@@ -40,7 +40,7 @@ hosts = [
             "maintenance_allow": ["192.168.56.2"],
             # Prometheus, its exporters and mtail, with the alert rules; flaskr serves no metrics of
             # its own (its requests are counted from nginx's access log).
-            "metrics_path": None,
+            "metrics_path": "",
         },
     )
 ]

@@ -61,6 +61,7 @@ def settings(**changes):
 
 def test_the_app_settings_default_to_the_sample_app():
     assert check_app(settings()) == {}
+    assert check_app(settings(metrics_path="")) == {}  # an app with no metrics of its own
     counts = check_app(settings(processes={"worker": 2, "clock": {"command": "python clock.py"}}))
     assert counts == {"worker": {"command": None, "count": 2}, "clock": {"command": "python clock.py", "count": 1}}
 
@@ -76,6 +77,7 @@ def test_the_app_settings_default_to_the_sample_app():
     ({"static_folder": "/srv"}, "static_folder"),
     ({"health_path": "healthz"}, "health_path"),
     ({"health_path": "/a b"}, "health_path"),
+    ({"metrics_path": "metrics"}, "metrics_path"),
     ({"static_url_path": "/static/../x"}, "static_url_path"),
     ({"app_environment": {"1ABC": "x"}}, "app_environment"),
     ({"app_environment": {"A-B": "x"}}, "app_environment"),
