@@ -92,10 +92,10 @@ def test_only_ssh_http_https_listen_publicly_and_the_rest_on_loopback(host):
     listening = set(host.socket.get_listening_sockets())
     tcp = {s for s in listening if s.startswith("tcp://")}
     # PostgreSQL: loopback only (Debian's default listen_addresses=localhost). Prometheus, its
-    # exporters and nginx's metrics server: loopback only (tests/host/test_monitoring.py).
+    # exporters, mtail and nginx's metrics server: loopback only (tests/host/test_monitoring.py).
     allowed = {"tcp://0.0.0.0:22", "tcp://:::22", "tcp://0.0.0.0:80", "tcp://:::80", "tcp://0.0.0.0:443",
                "tcp://:::443", "tcp://127.0.0.1:5432", "tcp://::1:5432"}  # fmt: skip
-    allowed |= {f"tcp://127.0.0.1:{port}" for port in (9090, 9100, 9113, 9187, 9180)}
+    allowed |= {f"tcp://127.0.0.1:{port}" for port in (9090, 9100, 9113, 9187, 9180, 3903)}
     assert tcp <= allowed, tcp - allowed
 
 
