@@ -5,7 +5,7 @@ Installed by the deploy as /usr/local/sbin/<app>-backup (root 0755); its setting
 /etc/<app>/backup.json (written by the deploy from deploy/settings.py). Runs as root and
 refuses to start otherwise; scripts/backup calls it through SSH and sudo. pgBackRest runs
 as postgres with /etc/pgbackrest/pgbackrest.conf (stanza <app>, the encrypted repository).
-Only the Python standard library.
+Only the Python standard library and the tools' shared module (/usr/local/lib/<app>/server_common.py).
 
 Commands:
   now [--type full|diff|incr]
@@ -38,7 +38,6 @@ or a release or another backup command running (they share the release lock).
 """
 
 import argparse
-import fcntl
 import json
 import os
 import subprocess
@@ -48,6 +47,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 NAME = Path(sys.argv[0]).name.removesuffix("-backup") or "todo"
+# The module the server tools share: in /usr/local/lib/<app> once installed, else beside this file.
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, f"/usr/local/lib/{NAME}" if str(HERE) == "/usr/local/sbin" else str(HERE))
+from server_common import RELEASE_LOCK, read_settings, require_root, stamp, take_lock  # noqa: E402
+
 #: The scratch cluster of ``verify``: its port (unused by the stack) and directory.
 VERIFY_PORT = 5499
 #: The todo table's row count and the md5 of every row in id order (what verify compares).
@@ -346,10 +350,6 @@ class Backups:
         print(f"restore: done in {time.monotonic() - started:.1f} s: {rows} todos, the newest created {newest}")
 
 
-def stamp(epoch):
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S+00")
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], epilog="See the module docstring.", allow_abbrev=False
@@ -365,8 +365,7 @@ def main(argv=None):
     restore.add_argument("--time", help="'YYYY-MM-DD HH:MM:SS+00': recover up to this moment")
     restore.add_argument("--yes", action="store_true", help="really: the database goes back in time")
     opts = parser.parse_args(argv)
-    if os.geteuid() != 0:
-        print(f"{NAME}-backup: run as root (sudo)", file=sys.stderr)
+    if not require_root(f"{NAME}-backup"):
         return 2
     if opts.command == "restore" and not opts.yes:
         print(f"{NAME}-backup: restore replaces the database: add --yes", file=sys.stderr)
@@ -378,7 +377,7 @@ def main(argv=None):
         except ValueError:
             print(f"{NAME}-backup: --time {opts.time!r}: expected 'YYYY-MM-DD HH:MM:SS+00'", file=sys.stderr)
             return 2
-    backups = Backups(json.loads(Path(f"/etc/{NAME}/backup.json").read_text()))
+    backups = Backups(read_settings(NAME, "backup"))
     if opts.command == "status" and opts.json:
         try:
             return backups.status(as_json=True)
@@ -386,10 +385,8 @@ def main(argv=None):
             print(f"{NAME}-backup: {error}", file=sys.stderr)
             return 1
     # The release lock: no release, rollback or other backup command meanwhile.
-    lock = os.fdopen(os.open(f"/run/{NAME}-release.lock", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600), "w")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    lock = take_lock(RELEASE_LOCK.format(app=NAME))  # held until the process ends
+    if lock is None:
         print(f"{NAME}-backup: a release or backup command is running; try again when it is done", file=sys.stderr)
         return 2
     try:

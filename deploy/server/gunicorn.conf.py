@@ -18,16 +18,23 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from gunicorn import glogging
 
 HERE = Path(__file__).resolve().parent
-APP = HERE.name if HERE.parent == Path("/usr/local/lib") else os.environ.get("STACK_APP", "todo")
+# server_common.py is beside this file. Its directory is taken off sys.path again at once: the
+# workers import the app with this sys.path, and the app's imports must not find the stack's files.
+sys.path.insert(0, str(HERE))
+from server_common import SOCKET_GROUP, app_of_lib, read_settings  # noqa: E402
+
+sys.path.remove(str(HERE))
+APP = app_of_lib(HERE)
 INSTANCE = os.environ.get("SUPERVISOR_PROCESS_NAME", f"{APP}-0")
 RUN_DIR = f"/run/{APP}"
 RELEASE_DIR = Path.cwd()
-SETTINGS = json.loads(Path(f"/etc/{APP}/release.json").read_text(encoding="utf-8"))
+SETTINGS = read_settings(APP, "release")
 WEB = json.loads((RELEASE_DIR / ".release.json").read_text(encoding="utf-8")).get("web", {})
 
 # Defaults the app's own options may change (gunicorn's defaults otherwise).
@@ -51,8 +58,6 @@ proc_name = INSTANCE
 bind = [f"unix:{RUN_DIR}/{INSTANCE}.sock"]
 # Not world-writable (gunicorn's default umask 0 makes the socket 0777).
 umask = 0o007
-# Group that may connect to the sockets once healthy: nginx's workers.
-SOCKET_GROUP = "www-data"
 # gunicorn >= 25 opens a control socket under $HOME by default: keep it in the run dir.
 control_socket = f"{RUN_DIR}/{INSTANCE}.ctl"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))

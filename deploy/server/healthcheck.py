@@ -1,45 +1,23 @@
 """Wait until a gunicorn instance answers its health check on its unix socket.
 
-Usage: python -m todo.healthcheck SOCKET [--timeout SECONDS|inf] [--path /healthz] [--open-to GROUP]
+Usage: python3 -I healthcheck.py SOCKET [--timeout SECONDS|inf] [--path /healthz] [--open-to GROUP]
 Exit status: 0 once GET PATH answers 200 within the timeout, 1 otherwise (the
 last error is printed to stderr), 2 when its parent process is gone.
 --open-to GROUP: once healthy, give SOCKET to GROUP with mode 0660 (srw-rw----).
-gunicorn.conf.py runs it that way (stdlib only, run as a file) so that nginx can
-connect to an instance only once it is healthy; it stops if its master dies.
+gunicorn.conf.py runs it that way (stdlib only, run as a file, server_common.py beside
+it) so that nginx can connect to an instance only once it is healthy; it stops if its
+master dies.
 """
 
 import argparse
 import grp
-import http.client
 import os
-import socket
 import sys
 import time
+from pathlib import Path
 
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """An HTTP connection over a unix socket."""
-
-    def __init__(self, path, timeout):
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self):
-        """Connect to the unix socket instead of a TCP address."""
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.unix_path)
-
-
-def check(path, url="/healthz", timeout=2.0):
-    """Return (status, body) of GET ``url`` on the unix socket ``path``."""
-    conn = UnixHTTPConnection(path, timeout)
-    try:
-        conn.request("GET", url, headers={"Host": "localhost"})
-        response = conn.getresponse()
-        return response.status, response.read().decode(errors="replace")
-    finally:
-        conn.close()
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # server_common.py is beside this file
+from server_common import unix_get  # noqa: E402
 
 
 def main(argv=None):
@@ -56,7 +34,7 @@ def main(argv=None):
         if os.getppid() != parent:
             return 2  # the gunicorn master that started it is gone
         try:
-            status, body = check(opts.socket, opts.path)
+            status, body = unix_get(opts.socket, opts.path)
             if status == 200:
                 if opts.open_to:
                     os.chown(opts.socket, -1, grp.getgrnam(opts.open_to).gr_gid)

@@ -4,7 +4,8 @@
 Installed by the deploy as /usr/local/lib/<app>/launch (root 0755). Every process of the app
 starts through it: the gunicorn instances and the Procfile's other process types (supervisor's
 programs), the release command (the release tool), one-off commands (``<app>-release run``).
-Only the Python standard library; it ends by exec'ing the command, so the command keeps its PID.
+Only the Python standard library and server_common.py beside it; it ends by exec'ing the command,
+so the command keeps its PID.
 
 Usage: launch [--release ID] [--process TYPE | -- CMD [ARG...]]
   --release ID    the release to run (default: the one /srv/<app>/current names, read once)
@@ -38,23 +39,10 @@ import urllib.parse
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-APP = HERE.name if HERE.parent == Path("/usr/local/lib") else os.environ.get("STACK_APP", "todo")
+sys.path.insert(0, str(HERE))  # server_common.py is beside this file
+from server_common import app_of_lib, read_env_file, read_settings  # noqa: E402
 
-
-def read_env_file(path, missing_ok=True):
-    """{KEY: value} from a file of KEY=VALUE lines; {} when it does not exist and ``missing_ok``."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        if missing_ok:
-            return {}
-        raise
-    pairs = {}
-    for line in text.splitlines():
-        if line.strip() and not line.lstrip().startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            pairs[key.strip()] = value.strip()
-    return pairs
+APP = app_of_lib(HERE)
 
 
 def database_environment(settings, secrets):
@@ -76,7 +64,7 @@ def database_environment(settings, secrets):
 def environment(release_dir, meta, app=APP, base=None):
     """The environment the app's commands run in (see the module docstring), as a dict."""
     etc = Path(f"/etc/{app}")
-    settings = json.loads((etc / "release.json").read_text(encoding="utf-8"))
+    settings = read_settings(app, "release")
     secrets = read_env_file(etc / f"{app}.env")
     env = dict(os.environ if base is None else base)
     venv = release_dir / "venv"

@@ -3,7 +3,8 @@
 
 Installed by the deploy as /usr/local/sbin/<app>-logs (root 0755). Runs as root and refuses
 to start otherwise (the logs hold request details and are not all world-readable);
-scripts/logs calls it through SSH and sudo. Only the Python standard library.
+scripts/logs calls it through SSH and sudo. Only the Python standard library and the tools'
+shared module (/usr/local/lib/<app>/server_common.py).
 
 Usage: <app>-logs [SOURCE] [--since DURATION] [--follow] [--lines N]
 
@@ -69,6 +70,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 NAME = Path(sys.argv[0]).name.removesuffix("-logs") or "todo"
+# The module the server tools share: in /usr/local/lib/<app> once installed, else beside this file.
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, f"/usr/local/lib/{NAME}" if str(HERE) == "/usr/local/sbin" else str(HERE))
+from server_common import MONTHS, require_root  # noqa: E402
+
 SOURCES = ("nginx", "app", "postgresql", "release", "all")
 #: --since: a whole number and a unit (seconds, minutes, hours, days).
 DURATION = re.compile(r"^(\d+)([smhd])$")
@@ -81,9 +87,6 @@ ROUND_BYTES = 8 * 1024 * 1024
 #: A line still without its newline after this many bytes is printed as it is.
 LONGEST_LINE = 1024 * 1024
 
-#: The month names of gunicorn's %(t)s (C locale), whatever this process's locale.
-MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-MONTHS = {month: number for number, month in enumerate(MONTH_NAMES, 1)}
 #: gunicorn's error log: [2026-11-22 19:35:10 +0000] [100] [INFO] ...
 GUNICORN_ERROR = re.compile(r"^\[(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d) ([+-]\d{4})\] ?(.*)$")
 #: gunicorn's access log (%(h)s %(t)s ...): 192.168.56.2 [22/Nov/2026:19:40:06 +0000] "GET / HTTP/1.0" ...
@@ -547,8 +550,7 @@ def main(argv=None):
     parser.add_argument("--follow", action="store_true", help="then print new lines as they come, until interrupted")
     parser.add_argument("--lines", type=positive, metavar="N", help="at most the last N lines of the window")
     opts = parser.parse_args(argv)
-    if os.geteuid() != 0:
-        note("run as root (sudo)")
+    if not require_root(f"{NAME}-logs"):
         return 2
     signal.signal(signal.SIGHUP, interrupted)  # ssh gone
     signal.signal(signal.SIGTERM, interrupted)

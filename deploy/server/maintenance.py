@@ -3,7 +3,8 @@
 
 Installed by the deploy as /usr/local/sbin/<app>-maintenance (root 0755) on every host with nginx's
 site (the lb role); its settings are in /etc/<app>/maintenance.json (the snippet's path). Runs as
-root. scripts/maintenance calls it over SSH on every load balancer.
+root; it imports the tools' shared module (/usr/local/lib/<app>/server_common.py). scripts/maintenance
+calls it over SSH on every load balancer.
 
 Usage: <app>-maintenance on|off|status
   on      nginx answers every request 503 with the maintenance page (Retry-After: 300) but those
@@ -16,14 +17,16 @@ A configuration nginx refuses is never loaded: the snippet is put back as it was
 done; 1 nginx refused the configuration or did not reload (its message is shown); 2 bad usage.
 """
 
-import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 NAME = Path(sys.argv[0]).name.removesuffix("-maintenance") or "todo"
+# The module the server tools share: in /usr/local/lib/<app> once installed, else beside this file.
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, f"/usr/local/lib/{NAME}" if str(HERE) == "/usr/local/sbin" else str(HERE))
+from server_common import read_settings, require_root, write_atomically  # noqa: E402
 
 
 def workers():
@@ -65,12 +68,10 @@ def accepting(pid):
 
 
 def put(snippet, on, text):
-    """Maintenance on: the snippet holds ``text`` (written beside it, root 0644, then renamed); off: no snippet."""
+    """Maintenance on: the snippet holds ``text`` (write_atomically: written beside it, 0644, then
+    renamed); off: no snippet."""
     if on:
-        new = snippet.with_name(snippet.name + ".new")
-        new.write_text(text)
-        os.chmod(new, 0o644)
-        os.replace(new, snippet)
+        write_atomically(snippet, text, 0o644)
     else:
         snippet.unlink(missing_ok=True)
 
@@ -81,10 +82,9 @@ def main(argv=None):
     if len(argv) != 1 or argv[0] not in ("on", "off", "status"):
         print(f"usage: {NAME}-maintenance on|off|status", file=sys.stderr)
         return 2
-    if os.geteuid() != 0:
-        print(f"{NAME}-maintenance: run as root", file=sys.stderr)
+    if not require_root(f"{NAME}-maintenance", how=""):
         return 2
-    settings = json.loads(Path(f"/etc/{NAME}/maintenance.json").read_text())
+    settings = read_settings(NAME, "maintenance")
     snippet = Path(settings["snippet"])
     app = settings["app_name"]
     was_on = snippet.exists()

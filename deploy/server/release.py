@@ -7,7 +7,8 @@ no option names another). Runs as root and refuses to start otherwise: the git p
 calls it through sudo (the deploy group may run deploy, rollback, list and a cluster release's
 migrate, activate and discard, nothing else:
 hardening/sudoers.d/deploy-group.j2), scripts/release and scripts/rollback through SSH.
-Only the Python standard library: it runs before any virtualenv exists.
+Only the Python standard library and the tools' shared module (/usr/local/lib/<app>/server_common.py):
+it runs before any virtualenv exists.
 
 Pushed content never runs as root: <app>-build unpacks it, makes its virtualenv, installs
 its requirements (an sdist runs code while it builds) and compresses its static files, each
@@ -74,9 +75,7 @@ stderr, with what serves); 2 bad usage or another release running.
 
 import argparse
 import base64
-import fcntl
 import grp
-import gzip
 import hashlib
 import hmac
 import json
@@ -86,17 +85,34 @@ import re
 import secrets
 import shlex
 import shutil
-import socket
 import stat
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
-from http.client import HTTPConnection
 from pathlib import Path
 
-RELEASE_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{7,40}$")
 NAME = Path(sys.argv[0]).name.removesuffix("-release") or "todo"
+# The module the server tools share: in /usr/local/lib/<app> once installed, else beside this file.
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, f"/usr/local/lib/{NAME}" if str(HERE) == "/usr/local/sbin" else str(HERE))
+from server_common import (  # noqa: E402
+    ENV_NAME,
+    RELEASE_LOCK,
+    NotRegularFile,
+    open_text,
+    parse_processes_conf,
+    processes_conf_path,
+    read_env_file,
+    read_regular,
+    read_settings,
+    require_root,
+    take_lock,
+    unix_get,
+    write_atomically,
+)
+
+RELEASE_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{7,40}$")
 #: gunicorn settings the stack sets itself (deploy/server/gunicorn.conf.py): a Procfile's are dropped.
 GUNICORN_STACK_OWNED = frozenset({
     "bind", "workers", "config", "daemon", "pidfile", "chdir", "umask", "user", "group", "worker_tmp_dir",
@@ -351,9 +367,8 @@ class History:
                 copies.append((int(number.group(1)), copy))
         found = []
         for path in [*(copy for _, copy in sorted(copies, reverse=True)), self.path]:
-            opener = gzip.open if path.suffix == ".gz" else open
             try:
-                with opener(path, "rt", encoding="utf-8", errors="replace") as log:
+                with open_text(path) as log:
                     lines = log.read().splitlines()
             except FileNotFoundError:
                 continue
@@ -427,7 +442,7 @@ class Stack:
         self.lib = Path(f"/usr/local/lib/{self.app}")
         self.shared = Path(f"/var/lib/{self.app}/shared")
         self.previous_link = self.srv / "previous"
-        self.processes_conf = Path(f"/etc/supervisor/conf.d/{self.app}-processes.conf")
+        self.processes_conf = Path(processes_conf_path(self.app))
         self.config_file = Path(f"/etc/{self.app}/config.env")
 
     # --- Releases on disk ---------------------------------------------------------------------
@@ -581,17 +596,13 @@ class Stack:
 
     def read_app_file(self, path, name, limit=1 << 20):
         """The text of the release's file ``name`` (the build user wrote it: never through a symlink,
-        at most ``limit`` bytes), or None when there is none."""
+        at most ``limit`` bytes: read_regular), or None when there is none."""
         try:
-            fd = os.open(path / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except FileNotFoundError:
-            return None
+            return read_regular(path / name, limit)
+        except NotRegularFile:
+            raise StepFailed("build", f"{name} is not a regular file") from None
         except OSError as error:
             raise StepFailed("build", f"{name}: {error.strerror} (a symlink is not read)") from error
-        with os.fdopen(fd, "rb") as file:
-            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
-                raise StepFailed("build", f"{name} is not a regular file")
-            return file.read(limit).decode("utf-8", errors="replace")
 
     def app_of(self, path):
         """How the app in ``path`` runs: {"web_line", "release_command", "processes", "static_folder",
@@ -844,7 +855,7 @@ class Stack:
                 if runs != release:
                     last = f"its master runs {runs}, not {release}" if runs else "it is not running"
                 else:
-                    status, body = get(sock, self.health_path)
+                    status, body = unix_get(sock, self.health_path)
                     if status != 200:
                         last = f"{self.health_path} answered {status}: {body[:200]}"
                     elif not self.is_open(instance):
@@ -941,7 +952,7 @@ class Stack:
         text = f"; Managed by {NAME}-release: the process types of the current release (its Procfile).\n" + text
         changed = not self.processes_conf.exists() or self.processes_conf.read_text() != text
         if changed:
-            write_atomically(self.processes_conf, text, 0o644)
+            write_atomically(self.processes_conf, text, 0o644, group=0)
         if changed or programs:
             self.supervisorctl("update", step="processes")
         for name, kind in programs.items():
@@ -961,7 +972,7 @@ class Stack:
         """
         programs = list(self.instances)
         if self.processes_conf.exists():  # removed one by one: `supervisorctl update` would add the instances back
-            programs += re.findall(r"^\[program:([^\]]+)\]", self.processes_conf.read_text(), re.M)
+            programs += list(parse_processes_conf(self.processes_conf.read_text(), self.app))
             self.processes_conf.unlink()
         for program in programs:
             self.supervisorctl("stop", program, step="stop")
@@ -971,9 +982,8 @@ class Stack:
     # --- Secrets --------------------------------------------------------------------------------
 
     def read_env(self, path=None):
-        """The secrets file (or ``path``) as {KEY: value}."""
-        pairs = (line.split("=", 1) for line in (path or self.env_file).read_text().splitlines() if "=" in line)
-        return {key.strip(): value.strip() for key, value in pairs}
+        """The secrets file (or ``path``) as {KEY: value} (read_env_file; FileNotFoundError when missing)."""
+        return read_env_file(path or self.env_file, missing_ok=False)
 
     def write_env(self, env, path=None):
         """Replace the secrets file (or ``path``) atomically: root:<app> 0640, written beside it, then renamed."""
@@ -1047,39 +1057,12 @@ stdout_logfile_backups=5
 """
 
 
-def write_atomically(path, text, mode, group=0):
-    """Replace the file ``path`` with ``text``: root:``group`` ``mode``, written beside it, then renamed."""
-    new = path.with_name(path.name + ".new")
-    fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        os.fchown(out.fileno(), 0, group)
-        os.fchmod(out.fileno(), mode)
-        out.write(text)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(new, path)
-
-
 def point(link, target):
     """Make the symlink ``link`` name ``target``, atomically (a new link renamed over it)."""
     tmp = link.with_name(link.name + ".new")
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(target)
     os.replace(tmp, link)
-
-
-def get(sock, url, timeout=2.0):
-    """GET ``url`` from the HTTP server on unix socket ``sock``; return (status, body)."""
-    conn = HTTPConnection("localhost", timeout=timeout)
-    conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    conn.sock.settimeout(timeout)
-    try:
-        conn.sock.connect(sock)
-        conn.request("GET", url, headers={"Host": "localhost"})
-        response = conn.getresponse()
-        return response.status, response.read().decode(errors="replace")
-    finally:
-        conn.close()
 
 
 # --- Commands --------------------------------------------------------------------------------------
@@ -1196,8 +1179,6 @@ def restart(stack, opts):
     return current
 
 
-#: An environment variable's name (POSIX: letters, digits and _, not starting with a digit).
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: Variables the stack sets that the operator's configuration may not replace (launch.py).
 RESERVED = ("PATH", "VIRTUAL_ENV", "HOME", "RELEASE_ID", "GIT_REV", "PYTHONUNBUFFERED", "SUPERVISOR_PROCESS_NAME",
             "WEB_CONCURRENCY", "PROMETHEUS_MULTIPROC_DIR")  # fmt: skip
@@ -1377,13 +1358,12 @@ def main(argv=None):
     opts = parser.parse_args(argv)
     if opts.command == "deploy" and not re.fullmatch(r"[0-9a-f]{40}", opts.commit):
         parser.error(f"--commit {opts.commit!r}: expected 40 hex digits")
-    if os.geteuid() != 0:
-        # Before anything is touched: run as another user it would fail halfway (closed sockets).
-        print(f"{NAME}-release: run as root (sudo {sys.argv[0]} {opts.command} ...)", file=sys.stderr)
+    # Before anything is touched: run as another user it would fail halfway (closed sockets).
+    if not require_root(f"{NAME}-release", f"sudo {sys.argv[0]} {opts.command} ..."):
         return 2
 
     clock = Clock()
-    stack = Stack(json.loads(Path(f"/etc/{NAME}/release.json").read_text()), clock)
+    stack = Stack(read_settings(NAME, "release"), clock)
     if opts.command == "list":
         list_releases(stack)
         return 0
@@ -1396,12 +1376,9 @@ def main(argv=None):
             print(f"{NAME}-release config: {failed.reason}", file=sys.stderr)
             return 1
         return 0
-    # In /run, which only root may write (not /run/lock: anyone could take a lock there and hold it).
-    lock_path = f"/run/{stack.app}-release.lock"
-    lock = os.fdopen(os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600), "w")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    lock_path = RELEASE_LOCK.format(app=stack.app)
+    lock = take_lock(lock_path)  # held until the process ends
+    if lock is None:
         print(f"{NAME}-release: another release is running (lock {lock_path})", file=sys.stderr)
         return 2
     if opts.command == "seal":

@@ -12,7 +12,8 @@ memory_warn_percent, error_ratio_warn; optional, with their defaults: processes_
 (/etc/supervisor/conf.d/<app>-processes.conf), config_env (/etc/<app>/config.env),
 maintenance_snippet (/etc/nginx/snippets/<app>/maintenance.conf), shared_root
 (/var/lib/<app>/shared), release_settings (/etc/<app>/release.json)). Runs as root and refuses
-to start otherwise; scripts/status calls it through SSH and sudo. Only the Python standard library.
+to start otherwise; scripts/status calls it through SSH and sudo. Only the Python standard library and
+the tools' shared module (/usr/local/lib/<app>/server_common.py).
 Files another user could have written (a release's .release.json, the shared directories) are
 never read through a symlink; a missing file means "none", never a crash.
 
@@ -88,7 +89,6 @@ not root, or no readable settings.
 import argparse
 import errno
 import grp
-import gzip
 import json
 import os
 import re
@@ -103,6 +103,24 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 NAME = Path(sys.argv[0]).name.removesuffix("-status") or "todo"
+# The module the server tools share: in /usr/local/lib/<app> once installed, else beside this file.
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, f"/usr/local/lib/{NAME}" if str(HERE) == "/usr/local/sbin" else str(HERE))
+from server_common import (  # noqa: E402
+    MONTHS,
+    SOCKET_GROUP,
+    open_text,
+    parse_env_names,
+    parse_processes_conf,
+    processes_conf_path,
+    read_regular,
+    read_settings,
+    require_root,
+    settings_path,
+    stamp,
+    write_atomically,
+)
+
 #: Seconds a RUNNING instance may stay closed to nginx (its health check) before it needs attention.
 OPEN_GRACE = 30
 #: Seconds of access log counted, and the most of its end read (bytes).
@@ -110,8 +128,6 @@ WINDOW = 300
 TAIL_BYTES = 8 * 1024 * 1024
 #: Fewest requests in the window for the 5xx ratio to count.
 MIN_REQUESTS = 20
-#: The group whose members (nginx's workers) may connect to an open instance socket.
-SOCKET_GROUP = "www-data"
 SUPERVISOR_LOG = Path("/var/log/supervisor/supervisord.log")
 DEFAULTS = {"disk_warn_percent": 90, "cert_warn_days": 14, "memory_warn_percent": 90, "error_ratio_warn": 0.05}
 STATES = ("STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL", "UNKNOWN")
@@ -119,14 +135,8 @@ UPTIME = re.compile(r"pid (\d+), uptime (?:(\d+) days?, )?(\d+):(\d\d):(\d\d)")
 SPAWNED = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ INFO spawned: '([^']+)' with pid \d+")
 # An exit supervisord did not ask for (a crash, a kill): "exited: todo-0 (exit status 1; not expected)".
 CRASHED = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ \w+ exited: (\S+) \(.*; not expected\)$")
-MONTHS = {"Jan": 1, "Feb": 2, "Mar": 3, "Apr": 4, "May": 5, "Jun": 6,
-          "Jul": 7, "Aug": 8, "Sep": 9, "Oct": 10, "Nov": 11, "Dec": 12}  # fmt: skip
-#: A section of <app>-processes.conf, and the process type its program's command runs (launch.py).
-PROGRAM = re.compile(r"^\[program:([^\]\s]+)\]$")
-PROCESS_COMMAND = re.compile(r"^command\s*=.*\s--process\s+([A-Za-z0-9_-]{1,64})$")
-#: A process type's name (a Procfile's: letters, digits, _ and -), an environment variable's name.
+#: A process type's name (a Procfile's: letters, digits, _ and -).
 PROCESS_TYPE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: Text the build user wrote that is shown as it is only when one printable line of at most 200 characters.
 PRINTABLE = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,200}")
 #: Seconds counting the shared directories' files may take (a huge upload directory: "at least").
@@ -151,11 +161,6 @@ def command(*args, timeout=20, ok=(0,)):
     return done.returncode, done.stdout
 
 
-def stamp(epoch):
-    """``epoch`` (seconds) as UTC text, e.g. 2026-11-22 20:00:18+00."""
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S+00")
-
-
 def human_size(size):
     """``size`` bytes in binary units with one decimal, as ``df -h`` and ``free -h`` count them:
     "512 B", "1.0 KiB", "23.4 GiB"; "?" when unknown (None)."""
@@ -169,20 +174,6 @@ def human_size(size):
         if abs(round(value, 1)) < 1024 or unit == UNITS[-1]:
             return f"{value:.1f} {unit}"
     raise AssertionError("unreachable")
-
-
-def read_regular(path, limit=1 << 20):
-    """The text of the regular file ``path`` (its first ``limit`` bytes), or None when there is none.
-    Never through a symlink (OSError: a symlink is not read) nor from a FIFO or device (OSError):
-    safe on files another user could have planted."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    with os.fdopen(fd, "rb") as file:
-        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
-            raise OSError(f"{path} is not a regular file")
-        return file.read(limit).decode("utf-8", errors="replace")
 
 
 def printable(value):
@@ -201,35 +192,6 @@ def shared_paths(value):
         if parts and ".." not in parts and "/".join(parts) not in found:
             found.append("/".join(parts))
     return found
-
-
-def parse_processes_conf(text, app):
-    """{supervisor program: process type (None when unknown)} of the release tool's
-    <app>-processes.conf: its [program:<app>-<type>-<n>] sections, the type from their command
-    (``launch --process TYPE``), else from the name. Other sections and lines are skipped."""
-    found, program = {}, None
-    for line in text.splitlines():
-        line = line.strip()
-        if match := PROGRAM.match(line):
-            program = match.group(1)
-            named = re.fullmatch(rf"{re.escape(app)}-([A-Za-z0-9_-]{{1,64}})-\d+", program)
-            found[program] = named.group(1) if named else None
-        elif line.startswith("["):
-            program = None
-        elif program and (match := PROCESS_COMMAND.match(line)):
-            found[program] = match.group(1)
-    return found
-
-
-def parse_env_names(text):
-    """The variable names a KEY=VALUE file (config.env) sets, sorted, each once: never a value.
-    Blank lines, comments and lines that are no assignment of a valid name are skipped."""
-    names = set()
-    for line in text.splitlines():
-        key, eq, _ = line.partition("=")
-        if eq and ENV_NAME.fullmatch(key.strip()):
-            names.add(key.strip())
-    return sorted(names)
 
 
 def dir_size(root, path, deadline):
@@ -343,8 +305,7 @@ def supervisor_counts(boot, log=SUPERVISOR_LOG, patterns=(SPAWNED, CRASHED)):
         raise FileNotFoundError(f"no {log}")
     counts = [{} for _ in patterns]
     for path in copies[:60]:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8", errors="replace") as file:
+        with open_text(path) as file:
             lines = file.read().splitlines()
         for line in lines:
             for found, pattern in zip(counts, patterns, strict=True):
@@ -441,7 +402,7 @@ def processes(settings, attention, supervisor=None):
     app host (web only); None on a host with no instances and no such file."""
     supervisor = supervisor or Supervisor()
     app = settings["app_name"]
-    path = settings.get("processes_conf") or f"/etc/supervisor/conf.d/{app}-processes.conf"
+    path = settings.get("processes_conf") or processes_conf_path(app)
     try:
         text = read_regular(path)
     except OSError as error:
@@ -501,7 +462,7 @@ def shared(settings, current, attention, budget=SHARED_BUDGET):
     root = settings.get("shared_root") or f"/var/lib/{app}/shared"
     linked = (current or {}).get("shared_dirs") or []
     dirs = list(linked)
-    path = settings.get("release_settings") or f"/etc/{app}/release.json"
+    path = settings.get("release_settings") or settings_path(app, "release")
     try:
         text = read_regular(path)
         data = json.loads(text) if text is not None else {}
@@ -940,23 +901,6 @@ def render_textfile(state):
     return "\n".join(out) + "\n"
 
 
-def write_atomically(path, text):
-    """Write ``text`` to ``path``: a new file beside it (PATH.tmp.<pid>), fsync, 0644, rename."""
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.tmp.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            os.fchmod(out.fileno(), 0o644)
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def main(argv=None):
     """Parse the command line, collect the state and print it (text, --json) or write it (--textfile)."""
     parser = argparse.ArgumentParser(
@@ -973,12 +917,11 @@ def main(argv=None):
         help=f"the requests and 5xx counted: the last SECONDS (default {WINDOW})",
     )
     opts = parser.parse_args(argv)
-    if os.geteuid() != 0:
-        print(f"{NAME}-status: run as root (sudo)", file=sys.stderr)
+    if not require_root(f"{NAME}-status"):
         return 2
-    path = Path(f"/etc/{NAME}/status.json")
+    path = settings_path(NAME, "status")
     try:
-        settings = json.loads(path.read_text())
+        settings = read_settings(NAME, "status")
         settings.setdefault("app_name", NAME)
         settings.setdefault("srv", f"/srv/{settings['app_name']}")
         settings.setdefault("run_dir", f"/run/{settings['app_name']}")
