@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+sys.dont_write_bytecode = True  # no __pycache__ beside server_common.py: the directory is root's
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # server_common.py is beside this file
 from server_common import unix_get  # noqa: E402
 

@@ -39,6 +39,7 @@ import urllib.parse
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.dont_write_bytecode = True  # no __pycache__ beside server_common.py: the directory is root's
 sys.path.insert(0, str(HERE))  # server_common.py is beside this file
 from server_common import app_of_lib, read_env_file, read_settings  # noqa: E402
 

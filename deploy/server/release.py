@@ -95,6 +95,7 @@ from pathlib import Path
 NAME = Path(sys.argv[0]).name.removesuffix("-release") or "todo"
 # The module the server tools share: in /usr/local/lib/<app> once installed, else beside this file.
 HERE = Path(__file__).resolve().parent
+sys.dont_write_bytecode = True  # no __pycache__ beside server_common.py: the directory is root's
 sys.path.insert(0, f"/usr/local/lib/{NAME}" if str(HERE) == "/usr/local/sbin" else str(HERE))
 from server_common import (  # noqa: E402
     ENV_NAME,
