@@ -411,42 +411,75 @@ class History:
         return line
 
 
-class Stack:
-    """The app's paths and settings on this server (from release.json)."""
+class Supervisor:
+    """The app's programs under supervisor (its instances, <app>-<n>, and its process types'
+    programs): control them, read which release each runs, and read the end of each one's log."""
 
-    def __init__(self, config, clock):
-        self.app = config["app_name"]
-        self.build_user = f"{self.app}-build"
-        self.instances = [f"{self.app}-{n}" for n in range(int(config["instances"]))]
-        self.keep = int(config["keep_releases"])
-        self.health_timeout = float(config["health_timeout"])
-        self.drain_timeout = float(config["drain_timeout"])
-        self.srv = Path(f"/srv/{self.app}")
-        self.releases = self.srv / "releases"
-        self.current_link = self.srv / "current"
-        self.git_dir = self.srv / "deploy.git"
-        self.deploy_branch = config["deploy_branch"]
-        self.env_file = Path(f"/etc/{self.app}/{self.app}.env")
-        self.run_dir = Path(f"/run/{self.app}")
-        self.history = History(Path(f"/var/log/{self.app}/releases.log"), clock)
-        self.pip_cache = Path(f"/var/cache/{self.app}/build/pip")
+    def __init__(self, *, app, instances, releases_dir):
+        self.app = app
+        self.instances = instances
+        self.releases_dir = releases_dir
+
+    def running(self, programs=None):
+        """{program: the release it runs, or None when it is not running}, for ``programs`` (default:
+        the instances).
+
+        Read from the process, not from ``current`` (which may have moved since it started):
+        supervisor's PID for the program, and that process's working directory, its release
+        (launch.py chdirs there; `` (deleted)`` when it is gone); a working directory elsewhere is
+        given whole.
+        """
+        found = {}
+        for instance in self.instances if programs is None else programs:
+            try:
+                pid = subprocess.run(["supervisorctl", "pid", instance], capture_output=True, text=True).stdout.strip()
+            except OSError:  # no supervisor (yet): nothing runs
+                pid = ""
+            release = None
+            if pid.isdigit() and int(pid) > 0:
+                try:
+                    cwd = Path(os.readlink(f"/proc/{pid}/cwd").removesuffix(" (deleted)"))
+                    release = cwd.name if cwd.parent == self.releases_dir else str(cwd)
+                except OSError:  # it ended meanwhile
+                    pass
+            found[instance] = release
+        return found
+
+    def log_tail(self, program, lines=20):
+        """The last ``lines`` lines of a program's log (/var/log/<app>/<program>.log), indented, or ""."""
+        try:
+            with open(f"/var/log/{self.app}/{program}.log", "rb") as log:
+                log.seek(max(0, os.fstat(log.fileno()).st_size - 16384))
+                tail = log.read().decode(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return ""
+        return f"\n  last lines of /var/log/{self.app}/{program}.log:\n" + "\n".join(f"    {x}" for x in tail)
+
+    def supervisorctl(self, *args, step):
+        """Run ``supervisorctl ARGS`` and return its output; StepFailed(step) when it fails, unless it only
+        says the program was already in the state asked for (or is not loaded yet)."""
+        out = subprocess.run(["supervisorctl", *args], capture_output=True, text=True, check=False)
+        text = (out.stdout + out.stderr).strip()
+        benign = ("already started", "not running", "no such process")  # stop before the first start
+        if out.returncode != 0 and not any(phrase in text for phrase in benign):
+            raise StepFailed(step, f"supervisorctl {' '.join(args)}: {text}")
+        return text
+
+
+class Releases:
+    """The releases on disk (/srv/<app>/releases/<id>), the ``current`` and ``previous`` links to them,
+    their seal (root's once built) and their removal; their order is the history's (History)."""
+
+    def __init__(self, *, app, build_user, directory, current_link, previous_link, keep, history, supervisor, clock):
+        self.app = app
+        self.build_user = build_user
+        self.dir = directory
+        self.current_link = current_link
+        self.previous_link = previous_link
+        self.keep = keep
+        self.history = history
+        self.supervisor = supervisor
         self.clock = clock
-        # The app: where it is in the pushed tree, how it runs (else from its Procfile), where its
-        # static files are (None: found, Flask's way) and what it keeps across releases.
-        self.app_root = config.get("app_root") or ""
-        self.wsgi_app = config.get("wsgi_app")
-        self.release_command = config.get("release_command")
-        self.processes = config.get("processes") or {}
-        self.static_folder = config.get("static_folder")
-        self.shared_dirs = config.get("shared_dirs") or []
-        self.health_path = config.get("health_path") or "/"
-        self.lib = Path(f"/usr/local/lib/{self.app}")
-        self.shared = Path(f"/var/lib/{self.app}/shared")
-        self.previous_link = self.srv / "previous"
-        self.processes_conf = Path(processes_conf_path(self.app))
-        self.config_file = Path(f"/etc/{self.app}/config.env")
-
-    # --- Releases on disk ---------------------------------------------------------------------
 
     def current(self):
         """The current release id, or None before the first release."""
@@ -457,10 +490,10 @@ class Stack:
 
     def kept(self):
         """Built release ids, by name (see ordered() for their order)."""
-        if not self.releases.is_dir():
+        if not self.dir.is_dir():
             return []
         return sorted(
-            p.name for p in self.releases.iterdir() if RELEASE_ID.match(p.name) and (p / ".release.json").is_file()
+            p.name for p in self.dir.iterdir() if RELEASE_ID.match(p.name) and (p / ".release.json").is_file()
         )
 
     def ordered(self):
@@ -493,44 +526,19 @@ class Stack:
 
     def metadata(self, release):
         """The release's .release.json; never through a symlink (the build user wrote it)."""
-        fd = os.open(self.releases / release / ".release.json", os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(self.dir / release / ".release.json", os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(fd, encoding="utf-8") as meta:
             return json.loads(meta.read())
-
-    def running(self, programs=None):
-        """{program: the release it runs, or None when it is not running}, for ``programs`` (default:
-        the instances).
-
-        Read from the process, not from ``current`` (which may have moved since it started):
-        supervisor's PID for the program, and that process's working directory, its release
-        (launch.py chdirs there; `` (deleted)`` when it is gone); a working directory elsewhere is
-        given whole.
-        """
-        found = {}
-        for instance in self.instances if programs is None else programs:
-            try:
-                pid = subprocess.run(["supervisorctl", "pid", instance], capture_output=True, text=True).stdout.strip()
-            except OSError:  # no supervisor (yet): nothing runs
-                pid = ""
-            release = None
-            if pid.isdigit() and int(pid) > 0:
-                try:
-                    cwd = Path(os.readlink(f"/proc/{pid}/cwd").removesuffix(" (deleted)"))
-                    release = cwd.name if cwd.parent == self.releases else str(cwd)
-                except OSError:  # it ended meanwhile
-                    pass
-            found[instance] = release
-        return found
 
     def remove(self, release, step):
         """Delete the kept release ``release`` unless an instance runs it, and say which, as ``step``;
         return the instances that run it (none: it was deleted, or could not be, which is said)."""
-        users = [instance for instance, running in self.running().items() if running == release]
+        users = [instance for instance, running in self.supervisor.running().items() if running == release]
         if users:
             self.clock.say(f"{step}: kept {release}: {', '.join(users)} still run{'s' if len(users) == 1 else ''} it")
             return users
         try:
-            shutil.rmtree(self.releases / release)
+            shutil.rmtree(self.dir / release)
             self.clock.say(f"{step}: removed {release}")
         except FileNotFoundError:
             pass
@@ -538,19 +546,110 @@ class Stack:
             self.clock.say(f"{step}: could not remove {release}: {error}")
         return []
 
-    # --- Build, check, migrate ----------------------------------------------------------------
+    def prune(self):
+        """Keep ``keep_releases`` releases: the current one, the one a rollback goes to, and the
+        newest others by the history (ordered()); delete the rest, but never one an instance runs."""
+        order = self.ordered()
+        keep = [release for release in dict.fromkeys((self.current(), self.rollback_target())) if release]
+        for release in reversed(order):
+            if len(keep) >= self.keep:
+                break
+            if release not in keep:
+                keep.append(release)
+        for release in order:
+            if release not in keep:
+                self.remove(release, "prune")
 
-    def build(self, commit, ref, release=None):
+    def switch(self, release):
+        """Point ``current`` at ``release`` with one atomic rename; a release still the build user's is
+        sealed first (seal_kept): nothing serves code the build user can change."""
+        self.seal_kept()
+        self.clock.say(f"switch: current -> releases/{release}")
+        before = self.current()
+        # previous: the release that served before, whose static files nginx still serves to the pages
+        # it rendered while the instances roll (nginx tries current's, then previous's).
+        if before and before != release:
+            point(self.previous_link, f"releases/{before}")
+        point(self.current_link, f"releases/{release}")
+
+    def end_builder(self):
+        """Make sure no process of the build user runs. Each build step's unit ended what the step
+        left, so a process found here got out another way (a job it queued with a scheduler, say):
+        every process of the user is killed at once (kill(-1, SIGKILL) as the user, so nothing it
+        forks meanwhile survives). StepFailed("build") when some still run after 5 s."""
+        uid = pwd.getpwnam(self.build_user).pw_uid
+        pids = processes_of(uid)
+        if not pids:
+            return
+        self.clock.say(f"build: killing {len(pids)} process(es) of {self.build_user} left behind: {pids[:10]}")
+        deadline = time.monotonic() + 5
+        while pids:
+            if time.monotonic() > deadline:
+                raise StepFailed("build", f"processes of {self.build_user} outlived the build and do not end: {pids}")
+            kill_all = [sys.executable, "-I", "-c", "import os, signal; os.kill(-1, signal.SIGKILL)"]
+            subprocess.run(["runuser", "-u", self.build_user, "--", *kill_all], capture_output=True, check=False)
+            time.sleep(0.1)
+            pids = processes_of(uid)
+
+    def seal(self, path):
+        """Make the built release at ``path`` root:<app> and writable by root alone (seal()), so the
+        build user can no longer change it; prune and discard (root) still delete it."""
+        self.clock.say(f"seal: {path.name} (root:{self.app}, writable by root alone)")
+        try:
+            seal(path, grp.getgrnam(self.app).gr_gid, pwd.getpwnam(self.build_user).pw_uid)
+        except OSError as error:
+            raise StepFailed("seal", f"sealing {path}: {error}") from error
+
+    def unsealed(self):
+        """Kept releases the build user still owns (built by a release tool from before sealing, or
+        killed between its build and its seal)."""
+        builder = pwd.getpwnam(self.build_user).pw_uid
+        return [release for release in self.kept() if (self.dir / release).lstat().st_uid == builder]
+
+    def seal_kept(self):
+        """Seal every kept release the build user still owns, once no process of its is left."""
+        if unsealed := self.unsealed():
+            self.end_builder()
+            for release in unsealed:
+                self.seal(self.dir / release)
+            self.end_builder()
+
+
+class Build:
+    """A release made from the pushed tree, as the build user: unpacked, read (how it runs: the
+    settings, its Procfile, Flask's conventions), its virtualenv and dependencies, its static files
+    compressed, sealed (Releases.seal) and linked to its shared directories; then checked and its
+    release command run as the app user."""
+
+    def __init__(
+        self, *, app, build_user, lib, shared, pip_cache, app_root, wsgi_app, release_command, process_settings,
+        static_folder, shared_dirs, releases, clock,
+    ):  # fmt: skip
+        self.app = app
+        self.build_user = build_user
+        self.lib = lib
+        self.shared = shared
+        self.pip_cache = pip_cache
+        self.app_root = app_root
+        self.wsgi_app = wsgi_app
+        self.release_command = release_command
+        self.process_settings = process_settings
+        self.static_folder = static_folder
+        self.shared_dirs = shared_dirs
+        self.releases = releases
+        self.clock = clock
+
+    def make(self, commit, ref, release=None):
         """Unpack the app from standard input, read how it runs (Procfile, settings: app_of()), make its
         virtualenv and install its dependencies (install()), gzip and brotli its static files, all as
         the build user, each step in a unit of its own (in_unit) that ends every process it left;
-        then make the release root's (seal) and link its shared directories (link_shared). Return the
+        then make the release root's (Releases.seal) and link its shared directories (link_shared). Return the
         release id: ``release`` when given (every app host of a cluster builds the same one, so its
         static URLs resolve on each), else UTC now + the short commit. StepFailed("build") when a
         step fails; the half-built release is removed."""
         stamp = datetime.now(UTC)
         release = release or f"{stamp:%Y%m%d-%H%M%S}-{commit[:7]}"
-        path = self.releases / release
+        path = self.releases.dir / release
         if path.exists():
             raise StepFailed("build", f"{path} exists already (one release per commit per second)")
         self.clock.say(f"build: {release} from {commit[:12]} ({ref}), as {self.build_user}")
@@ -586,9 +685,9 @@ class Stack:
             as_builder(["sh", "-c", "umask 022 && cat > .release.json"], input=json.dumps(meta, indent=1) + "\n")
             # Root takes the tree only with no process of the build user left to race it, and ends
             # any that started meanwhile: one could hold a file it opened before its seal.
-            self.end_builder()
-            self.seal(path)
-            self.end_builder()
+            self.releases.end_builder()
+            self.releases.seal(path)
+            self.releases.end_builder()
             self.link_shared(path, app["static_folder"])
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)
@@ -623,7 +722,7 @@ class Stack:
                                           "conventions); set wsgi_app (module:app)")  # fmt: skip
             web = ["gunicorn", f"{found[0].removesuffix('.py')}:app"]
         processes = {kind: line for kind, line in procfile.items() if kind not in ("web", "release")}
-        for kind, spec in self.processes.items():
+        for kind, spec in self.process_settings.items():
             if spec.get("command"):
                 processes[kind] = spec["command"]
         release_command = self.release_command or procfile.get("release")
@@ -734,34 +833,6 @@ class Stack:
             (path / ".static").symlink_to(static_folder)
             os.lchown(path / ".static", 0, grp.getgrnam(self.app).gr_gid)
 
-    def end_builder(self):
-        """Make sure no process of the build user runs. Each build step's unit ended what the step
-        left, so a process found here got out another way (a job it queued with a scheduler, say):
-        every process of the user is killed at once (kill(-1, SIGKILL) as the user, so nothing it
-        forks meanwhile survives). StepFailed("build") when some still run after 5 s."""
-        uid = pwd.getpwnam(self.build_user).pw_uid
-        pids = processes_of(uid)
-        if not pids:
-            return
-        self.clock.say(f"build: killing {len(pids)} process(es) of {self.build_user} left behind: {pids[:10]}")
-        deadline = time.monotonic() + 5
-        while pids:
-            if time.monotonic() > deadline:
-                raise StepFailed("build", f"processes of {self.build_user} outlived the build and do not end: {pids}")
-            kill_all = [sys.executable, "-I", "-c", "import os, signal; os.kill(-1, signal.SIGKILL)"]
-            subprocess.run(["runuser", "-u", self.build_user, "--", *kill_all], capture_output=True, check=False)
-            time.sleep(0.1)
-            pids = processes_of(uid)
-
-    def seal(self, path):
-        """Make the built release at ``path`` root:<app> and writable by root alone (seal()), so the
-        build user can no longer change it; prune and discard (root) still delete it."""
-        self.clock.say(f"seal: {path.name} (root:{self.app}, writable by root alone)")
-        try:
-            seal(path, grp.getgrnam(self.app).gr_gid, pwd.getpwnam(self.build_user).pw_uid)
-        except OSError as error:
-            raise StepFailed("seal", f"sealing {path}: {error}") from error
-
     def launch(self, release, *cmd):
         """The command line that runs ``cmd`` in ``release``'s directory and environment (launch.py)."""
         return [str(self.lib / "launch"), "--release", release, "--", *cmd]
@@ -781,7 +852,7 @@ class Stack:
         """Run the release's release command (the Procfile's release: line or the release_command
         setting: migrations, say) once, as the app user, in the release's environment; its output
         is shown. StepFailed("release command") when it fails: nothing has switched."""
-        command = self.metadata(release).get("release_command")
+        command = self.releases.metadata(release).get("release_command")
         if not command:
             self.clock.say("release command: none (no release: line in the Procfile, no release_command)")
             return
@@ -789,33 +860,51 @@ class Stack:
         run(self.launch(release, "/bin/bash", "-c", command), "release command", user=self.app,
             stdin=subprocess.DEVNULL)  # fmt: skip
 
-    def unsealed(self):
-        """Kept releases the build user still owns (built by a release tool from before sealing, or
-        killed between its build and its seal)."""
-        builder = pwd.getpwnam(self.build_user).pw_uid
-        return [release for release in self.kept() if (self.releases / release).lstat().st_uid == builder]
 
-    def seal_kept(self):
-        """Seal every kept release the build user still owns, once no process of its is left."""
-        if unsealed := self.unsealed():
-            self.end_builder()
-            for release in unsealed:
-                self.seal(self.releases / release)
-            self.end_builder()
+#: One supervisor program of a process type (launch.py runs its command); as the instances' programs.
+PROCESS_PROGRAM = """
+[program:{program}]
+command={lib}/launch --process {kind}
+directory={srv}
+user={app}
+environment=HOME="{srv}"
+autostart=true
+autorestart=true
+startsecs=3
+startretries=3
+stopsignal=TERM
+stopwaitsecs=30
+stopasgroup=true
+killasgroup=true
+redirect_stderr=true
+stdout_logfile=/var/log/{app}/{program}.log
+stdout_logfile_maxbytes=10MB
+stdout_logfile_backups=5
+"""
 
-    def switch(self, release):
-        """Point ``current`` at ``release`` with one atomic rename; a release still the build user's is
-        sealed first (Stack.seal_kept): nothing serves code the build user can change."""
-        self.seal_kept()
-        self.clock.say(f"switch: current -> releases/{release}")
-        before = self.current()
-        # previous: the release that served before, whose static files nginx still serves to the pages
-        # it rendered while the instances roll (nginx tries current's, then previous's).
-        if before and before != release:
-            point(self.previous_link, f"releases/{before}")
-        point(self.current_link, f"releases/{release}")
 
-    # --- Rolling the instances ----------------------------------------------------------------
+class Processes:
+    """The app's processes on the current release: its instances (the web process, <app>-<n>, each
+    behind its own socket to nginx) and its other process types (<app>-<type>-<n>, PROCESS_PROGRAM),
+    rolled onto a release one at a time with no failed request, and put back when a roll fails."""
+
+    def __init__(
+        self, *, app, instances, srv, lib, run_dir, processes_conf, process_settings, health_path, health_timeout,
+        drain_timeout, supervisor, releases, clock,
+    ):  # fmt: skip
+        self.app = app
+        self.instances = instances
+        self.srv = srv
+        self.lib = lib
+        self.run_dir = run_dir
+        self.processes_conf = processes_conf
+        self.process_settings = process_settings
+        self.health_path = health_path
+        self.health_timeout = health_timeout
+        self.drain_timeout = drain_timeout
+        self.supervisor = supervisor
+        self.releases = releases
+        self.clock = clock
 
     def close(self, instance):
         """Take ``instance`` out of nginx's rotation without a reload; wait until its queue is served.
@@ -845,14 +934,14 @@ class Stack:
             return False
 
     def healthy(self, instance, release):
-        """Wait until ``instance`` runs ``release`` (its master's working directory: Stack.running),
+        """Wait until ``instance`` runs ``release`` (its master's working directory: Supervisor.running),
         answers health_path with 200 and its socket is open to nginx (health_timeout seconds); else
         StepFailed("health check") with the last lines of the instance's log (the app's traceback)."""
         sock = str(self.run_dir / f"{instance}.sock")
         deadline, last = time.monotonic() + self.health_timeout, "no answer"
         while time.monotonic() < deadline:
             try:
-                runs = self.running([instance])[instance]
+                runs = self.supervisor.running([instance])[instance]
                 if runs != release:
                     last = f"its master runs {runs}, not {release}" if runs else "it is not running"
                 else:
@@ -868,34 +957,16 @@ class Stack:
                 last = f"{sock}: {exc!r}"
             time.sleep(0.2)
         raise StepFailed("health check", f"{instance} not healthy after {self.health_timeout:.0f} s: {last}"
-                                         f"{self.log_tail(instance)}")  # fmt: skip
-
-    def log_tail(self, program, lines=20):
-        """The last ``lines`` lines of a program's log (/var/log/<app>/<program>.log), indented, or ""."""
-        try:
-            with open(f"/var/log/{self.app}/{program}.log", "rb") as log:
-                log.seek(max(0, os.fstat(log.fileno()).st_size - 16384))
-                tail = log.read().decode(errors="replace").splitlines()[-lines:]
-        except OSError:
-            return ""
-        return f"\n  last lines of /var/log/{self.app}/{program}.log:\n" + "\n".join(f"    {x}" for x in tail)
-
-    def supervisorctl(self, *args, step):
-        out = subprocess.run(["supervisorctl", *args], capture_output=True, text=True, check=False)
-        text = (out.stdout + out.stderr).strip()
-        benign = ("already started", "not running", "no such process")  # stop before the first start
-        if out.returncode != 0 and not any(phrase in text for phrase in benign):
-            raise StepFailed(step, f"supervisorctl {' '.join(args)}: {text}")
-        return text
+                                         f"{self.supervisor.log_tail(instance)}")  # fmt: skip
 
     def roll_instance(self, instance, release):
         """Restart one instance onto the current release; nginx sends it nothing until it is healthy."""
         note = " (the only instance: a brief outage)" if len(self.instances) == 1 else ""
         self.clock.say(f"roll: {instance}: closed to nginx, draining{note}")
         self.close(instance)
-        self.supervisorctl("stop", instance, step="stop")
-        self.supervisorctl("update", instance, step="start")
-        self.supervisorctl("start", instance, step="start")
+        self.supervisor.supervisorctl("stop", instance, step="stop")
+        self.supervisor.supervisorctl("update", instance, step="start")
+        self.supervisor.supervisorctl("start", instance, step="start")
         self.healthy(instance, release)
         self.clock.say(f"roll: {instance}: healthy on {release}, open to nginx")
 
@@ -919,7 +990,7 @@ class Stack:
             if previous is None:
                 raise
             self.clock.say(f"FAILED {failed}; putting {previous} back")
-            self.switch(previous)
+            self.releases.switch(previous)
             back = None
             try:
                 for back in reached:
@@ -932,12 +1003,24 @@ class Stack:
                                               f"{back}: {again}") from again  # fmt: skip
             raise
 
+    def roll_all(self, why, step="rotate"):
+        """Roll every instance and process type onto the current release (each reads its environment
+        as it starts)."""
+        release = self.releases.current()
+        if release is None:
+            raise StepFailed(step, "no current release: deploy one first")
+        self.clock.say(f"{step}: rolling the instances ({why})")
+        for instance in self.instances:
+            self.roll_instance(instance, release)
+        self.roll_processes(release)
+        return release
+
     def process_programs(self, release):
         """{supervisor program: process type} of ``release``'s other process types (not web), as many
         of each as the processes setting says (1 by default; 0: none): <app>-<type>-<n>."""
         programs = {}
-        for kind in self.metadata(release).get("processes", {}):
-            count = (self.processes.get(kind) or {}).get("count", 1)
+        for kind in self.releases.metadata(release).get("processes", {}):
+            count = (self.process_settings.get(kind) or {}).get("count", 1)
             programs.update({f"{self.app}-{kind}-{n}": kind for n in range(count)})
         return programs
 
@@ -955,15 +1038,16 @@ class Stack:
         if changed:
             write_atomically(self.processes_conf, text, 0o644, group=0)
         if changed or programs:
-            self.supervisorctl("update", step="processes")
+            self.supervisor.supervisorctl("update", step="processes")
         for name, kind in programs.items():
             self.clock.say(f"processes: {name} ({kind}): restarting")
-            self.supervisorctl("stop", name, step="processes")
+            self.supervisor.supervisorctl("stop", name, step="processes")
             out = subprocess.run(["supervisorctl", "start", name], capture_output=True, text=True, check=False)
-            runs = self.running([name])[name]
+            runs = self.supervisor.running([name])[name]
             if out.returncode or runs != release:
-                raise StepFailed("processes", f"{name} did not start on {release}: "
-                                              f"{(out.stdout + out.stderr).strip()}{self.log_tail(name)}")  # fmt: skip
+                said = (out.stdout + out.stderr).strip()
+                raise StepFailed("processes", f"{name} did not start on {release}: {said}"
+                                              f"{self.supervisor.log_tail(name)}")  # fmt: skip
         if programs:
             self.clock.say(f"processes: {', '.join(programs)} running {release}")
 
@@ -976,11 +1060,20 @@ class Stack:
             programs += list(parse_processes_conf(self.processes_conf.read_text(), self.app))
             self.processes_conf.unlink()
         for program in programs:
-            self.supervisorctl("stop", program, step="stop")
-            self.supervisorctl("remove", program, step="stop")
+            self.supervisor.supervisorctl("stop", program, step="stop")
+            self.supervisor.supervisorctl("remove", program, step="stop")
         self.clock.say(f"no release serves: stopped and removed {', '.join(programs)} from supervisor")
 
-    # --- Secrets --------------------------------------------------------------------------------
+
+class Secrets:
+    """The app's environment files: its secrets (/etc/<app>/<app>.env: the secret key, the database
+    login) and the operator's configuration (/etc/<app>/config.env); and the database roles a
+    password rotation changes (psql)."""
+
+    def __init__(self, *, app, env_file, config_file):
+        self.app = app
+        self.env_file = env_file
+        self.config_file = config_file
 
     def read_env(self, path=None):
         """The secrets file (or ``path``) as {KEY: value} (read_env_file; FileNotFoundError when missing)."""
@@ -996,31 +1089,15 @@ class Stack:
         run(["runuser", "-u", "postgres", "--", "psql", "-q", "-v", "ON_ERROR_STOP=1", "-d", self.app], step,
             input=sql, quiet=True)  # fmt: skip
 
-    def roll_all(self, why, step="rotate"):
-        """Roll every instance and process type onto the current release (each reads its environment
-        as it starts)."""
-        release = self.current()
-        if release is None:
-            raise StepFailed(step, "no current release: deploy one first")
-        self.clock.say(f"{step}: rolling the instances ({why})")
-        for instance in self.instances:
-            self.roll_instance(instance, release)
-        self.roll_processes(release)
-        return release
 
-    def prune(self):
-        """Keep ``keep_releases`` releases: the current one, the one a rollback goes to, and the
-        newest others by the history (ordered()); delete the rest, but never one an instance runs."""
-        order = self.ordered()
-        keep = [release for release in dict.fromkeys((self.current(), self.rollback_target())) if release]
-        for release in reversed(order):
-            if len(keep) >= self.keep:
-                break
-            if release not in keep:
-                keep.append(release)
-        for release in order:
-            if release not in keep:
-                self.remove(release, "prune")
+class PushRepository:
+    """The repository deployers push to (/srv/<app>/deploy.git): its deploy branch names the serving commit."""
+
+    def __init__(self, *, app, build_user, git_dir, deploy_branch):
+        self.app = app
+        self.build_user = build_user
+        self.git_dir = git_dir
+        self.deploy_branch = deploy_branch
 
     def point_branch(self, commit):
         """Make the deploy branch of the push repository name the serving commit (after a rollback)."""
@@ -1036,26 +1113,52 @@ class Stack:
         run([*git, "update-ref", f"refs/heads/{self.deploy_branch}", commit], "switch", **deployer)
 
 
-#: One supervisor program of a process type (launch.py runs its command); as the instances' programs.
-PROCESS_PROGRAM = """
-[program:{program}]
-command={lib}/launch --process {kind}
-directory={srv}
-user={app}
-environment=HOME="{srv}"
-autostart=true
-autorestart=true
-startsecs=3
-startretries=3
-stopsignal=TERM
-stopwaitsecs=30
-stopasgroup=true
-killasgroup=true
-redirect_stderr=true
-stdout_logfile=/var/log/{app}/{program}.log
-stdout_logfile_maxbytes=10MB
-stdout_logfile_backups=5
-"""
+class Stack:
+    """The app on this server: its settings (release.json) and paths, read once here, and the parts
+    that act on them, one concern each, wired together for the commands below: ``releases``
+    (Releases), ``build`` (Build), ``processes`` (Processes), ``supervisor`` (Supervisor),
+    ``secrets`` (Secrets), ``repository`` (PushRepository) and ``history`` (History)."""
+
+    def __init__(self, config, clock):
+        self.app = app = config["app_name"]
+        build_user = f"{app}-build"
+        self.instances = [f"{app}-{n}" for n in range(int(config["instances"]))]
+        keep = int(config["keep_releases"])
+        health_timeout = float(config["health_timeout"])
+        drain_timeout = float(config["drain_timeout"])
+        srv = Path(f"/srv/{app}")
+        releases_dir = srv / "releases"
+        deploy_branch = config["deploy_branch"]
+        process_settings = config.get("processes") or {}  # {type: {"command", "count"}}
+        self.history = History(Path(f"/var/log/{app}/releases.log"), clock)
+        self.clock = clock
+        self.lib = Path(f"/usr/local/lib/{app}")
+        self.supervisor = Supervisor(app=app, instances=self.instances, releases_dir=releases_dir)
+        self.releases = Releases(
+            app=app, build_user=build_user, directory=releases_dir, current_link=srv / "current",
+            previous_link=srv / "previous", keep=keep, history=self.history, supervisor=self.supervisor, clock=clock,
+        )  # fmt: skip
+        # The app: where it is in the pushed tree, how it runs (else from its Procfile), where its
+        # static files are (None: found, Flask's way) and what it keeps across releases.
+        self.build = Build(
+            app=app, build_user=build_user, lib=self.lib, shared=Path(f"/var/lib/{app}/shared"),
+            pip_cache=Path(f"/var/cache/{app}/build/pip"), app_root=config.get("app_root") or "",
+            wsgi_app=config.get("wsgi_app"), release_command=config.get("release_command"),
+            process_settings=process_settings, static_folder=config.get("static_folder"),
+            shared_dirs=config.get("shared_dirs") or [], releases=self.releases, clock=clock,
+        )  # fmt: skip
+        self.processes = Processes(
+            app=app, instances=self.instances, srv=srv, lib=self.lib, run_dir=Path(f"/run/{app}"),
+            processes_conf=Path(processes_conf_path(app)), process_settings=process_settings,
+            health_path=config.get("health_path") or "/", health_timeout=health_timeout, drain_timeout=drain_timeout,
+            supervisor=self.supervisor, releases=self.releases, clock=clock,
+        )  # fmt: skip
+        self.secrets = Secrets(
+            app=app, env_file=Path(f"/etc/{app}/{app}.env"), config_file=Path(f"/etc/{app}/config.env")
+        )
+        self.repository = PushRepository(
+            app=app, build_user=build_user, git_dir=srv / "deploy.git", deploy_branch=deploy_branch
+        )
 
 
 def point(link, target):
@@ -1075,24 +1178,24 @@ def deploy(stack, opts):
         not RELEASE_ID.match(opts.release) or not opts.commit.startswith(opts.release.rsplit("-")[-1])
     ):
         raise StepFailed("build", f"--release {opts.release}: expected YYYYMMDD-HHMMSS-{opts.commit[:7]}")
-    previous = stack.current()
-    release = stack.build(opts.commit, opts.ref, opts.release)
+    previous = stack.releases.current()
+    release = stack.build.make(opts.commit, opts.ref, opts.release)
     try:
-        stack.check(release)
+        stack.build.check(release)
         if opts.prepare:
             stack.clock.say(f"prepared {release}: built and checked, not migrated, not serving")
             return release
-        stack.migrate(release)
+        stack.build.migrate(release)
     except StepFailed as failed:
         failed.release = release
-        stack.remove(release, "deploy")
+        stack.releases.remove(release, "deploy")
         raise
     return activate_release(stack, release, previous)
 
 
 def kept_release(stack, release, step):
     """``release`` if it is kept here, else StepFailed naming the kept ones."""
-    kept = stack.kept()
+    kept = stack.releases.kept()
     if release not in kept:
         raise StepFailed(step, f"no release {release}; kept: {', '.join(kept) or 'none'}")
     return release
@@ -1101,7 +1204,7 @@ def kept_release(stack, release, step):
 def migrate(stack, opts):
     """Apply a prepared release's migrations: once per release, on one app host of a cluster."""
     release = kept_release(stack, opts.release, "migrate")
-    stack.migrate(release)
+    stack.build.migrate(release)
     return release
 
 
@@ -1109,10 +1212,10 @@ def activate(stack, opts):
     """Switch to a prepared (and migrated) release and roll the instances onto it; on a failure the
     previous release is put back and this one removed."""
     release = kept_release(stack, opts.release, "activate")
-    if release == stack.current():
+    if release == stack.releases.current():
         stack.clock.say(f"activate: {release} is already current")
         return release
-    return activate_release(stack, release, stack.current())
+    return activate_release(stack, release, stack.releases.current())
 
 
 def discard(stack, opts):
@@ -1121,9 +1224,9 @@ def discard(stack, opts):
     release = opts.release
     if not RELEASE_ID.match(release):
         raise StepFailed("discard", f"{release!r} is not a release id (YYYYMMDD-HHMMSS-<commit>)")
-    if release == stack.current():
+    if release == stack.releases.current():
         raise StepFailed("discard", f"{release} is current: roll back first")
-    if release in stack.kept() and (users := stack.remove(release, "discard")):
+    if release in stack.releases.kept() and (users := stack.releases.remove(release, "discard")):
         raise StepFailed("discard", f"{', '.join(users)} still run {release}: kept")
     return release
 
@@ -1131,52 +1234,52 @@ def discard(stack, opts):
 def activate_release(stack, release, previous):
     """Switch ``current`` to a built, checked and migrated release and roll the instances, then prune;
     on a failure put ``previous`` back (none: remove the programs) and remove the release, unless
-    an instance still runs it (putting back failed too: Stack.roll), and raise the StepFailed."""
-    stack.switch(release)
+    an instance still runs it (putting back failed too: Processes.roll), and raise the StepFailed."""
+    stack.releases.switch(release)
     try:
-        stack.roll(release, previous)
+        stack.processes.roll(release, previous)
     except StepFailed as failed:
         failed.release = release
         if previous is None:  # the first release: nothing served before, nothing is current now
-            stack.current_link.unlink()
-            stack.remove_programs()
-        stack.remove(release, failed.step)
+            stack.releases.current_link.unlink()
+            stack.processes.remove_programs()
+        stack.releases.remove(release, failed.step)
         raise
-    stack.prune()
+    stack.releases.prune()
     return release
 
 
 def rollback(stack, opts):
     """Switch back to opts.release, or to the release that served before the current one (by the
-    history: Stack.rollback_target), and roll the instances; the schema stays."""
-    current = stack.current()
+    history: Releases.rollback_target), and roll the instances; the schema stays."""
+    current = stack.releases.current()
     if opts.release:
         target = kept_release(stack, opts.release, "rollback")
     else:
-        target = stack.rollback_target()
+        target = stack.releases.rollback_target()
         if target is None:
             raise StepFailed("rollback", f"no kept release served before {current}")
     if target == current:
         # After a put-back that failed, some instances may still run another release: roll those.
-        others = [name for name, runs in stack.running().items() if runs != current]
+        others = [name for name, runs in stack.supervisor.running().items() if runs != current]
         stack.clock.say(f"rollback: {target} is already current" + (f"; rolling {', '.join(others)} onto it"
                                                                      if others else ""))  # fmt: skip
         for instance in others:
-            stack.roll_instance(instance, current)
+            stack.processes.roll_instance(instance, current)
         return target
     stack.clock.say(f"rollback: {current} -> {target} (the database schema stays as it is)")
-    stack.switch(target)
-    stack.roll(target, current)
-    stack.point_branch(stack.metadata(target)["commit"])
+    stack.releases.switch(target)
+    stack.processes.roll(target, current)
+    stack.repository.point_branch(stack.releases.metadata(target)["commit"])
     return target
 
 
 def restart(stack, opts):
-    current = stack.current()
+    current = stack.releases.current()
     if current is None:
         raise StepFailed("restart", "no current release: deploy one first")
     for instance in stack.instances:
-        stack.roll_instance(instance, current)
+        stack.processes.roll_instance(instance, current)
     return current
 
 
@@ -1208,13 +1311,13 @@ def config(stack, opts):
     """Set, unset or list the app's configuration (/etc/<app>/config.env: scripts/config); a change
     rolls the instances and process types, with no failed request; on a failure the configuration
     before is put back and rolled again."""
-    before = stack.read_env(stack.config_file) if stack.config_file.exists() else {}
+    before = stack.secrets.read_env(stack.secrets.config_file) if stack.secrets.config_file.exists() else {}
     if opts.action == "list":
         for key, value in sorted(before.items()):
             shown = value if opts.values else "******"
             print(f"{key}={shown}")
         if not before:
-            print(f"(no configuration in {stack.config_file})", file=sys.stderr)
+            print(f"(no configuration in {stack.secrets.config_file})", file=sys.stderr)
         return None
     after = dict(before)
     if opts.action == "set":
@@ -1229,19 +1332,19 @@ def config(stack, opts):
             del after[key]
     if after == before:
         stack.clock.say("config: no change; nothing rolled")
-        return stack.current()
-    stack.write_env(after, stack.config_file)
+        return stack.releases.current()
+    stack.secrets.write_env(after, stack.secrets.config_file)
     changed = sorted(key for key in set(after) | set(before) if after.get(key) != before.get(key))
     stack.clock.say(f"config: {opts.action} {', '.join(changed)}")
-    release = stack.current()
+    release = stack.releases.current()
     if release is None:
         return None
     try:
-        stack.roll_all("the configuration changed", step="config")
+        stack.processes.roll_all("the configuration changed", step="config")
     except StepFailed:
         stack.clock.say("config: putting the configuration before back")
-        stack.write_env(before, stack.config_file)
-        stack.roll_all("the configuration before", step="config")
+        stack.secrets.write_env(before, stack.secrets.config_file)
+        stack.processes.roll_all("the configuration before", step="config")
         raise
     return release
 
@@ -1249,7 +1352,7 @@ def config(stack, opts):
 def run_command(stack, opts):
     """Run a command as the app user in the current release's directory and environment; its output
     and exit status are the command's (the process is replaced: nothing here runs after it)."""
-    if stack.current() is None:
+    if stack.releases.current() is None:
         print(f"{NAME}-release run: no current release: release one first", file=sys.stderr)
         return 2
     command = opts.cmd[1:] if opts.cmd[:1] == ["--"] else opts.cmd
@@ -1272,27 +1375,27 @@ def scram_verifier(password, rounds=4096):
 
 
 def rotate(stack, opts):
-    env = stack.read_env()
+    env = stack.secrets.read_env()
     if opts.secret == "secret-key":
         old, new = env["SECRET_KEY"], secrets.token_hex(32)
         env["SECRET_KEY_FALLBACKS"] = new
-        stack.write_env(env)
-        stack.roll_all("1/2: the new key accepted beside the old one")
+        stack.secrets.write_env(env)
+        stack.processes.roll_all("1/2: the new key accepted beside the old one")
         env["SECRET_KEY"], env["SECRET_KEY_FALLBACKS"] = new, old
-        stack.write_env(env)
-        return stack.roll_all("2/2: signing with the new key, the old one still accepted")
+        stack.secrets.write_env(env)
+        return stack.processes.roll_all("2/2: signing with the new key, the old one still accepted")
     current = env.get("DATABASE_USER", stack.app)
     idle = stack.app if current != stack.app else f"{stack.app}_b"
     password = secrets.token_hex(24)
     stack.clock.say(f"rotate: a new password for {idle} (the instances log in as {current})")
     # Its SCRAM verifier, never the password: the statement shows in pg_stat_activity (pg_monitor)
     # and in the log (log_statement=ddl).
-    stack.psql(f"ALTER ROLE {idle} WITH LOGIN PASSWORD '{scram_verifier(password)}';", "rotate")
+    stack.secrets.psql(f"ALTER ROLE {idle} WITH LOGIN PASSWORD '{scram_verifier(password)}';", "rotate")
     env["DATABASE_USER"], env["DATABASE_PASSWORD"] = idle, password
-    stack.write_env(env)
-    release = stack.roll_all(f"they log in as {idle} from now on")
+    stack.secrets.write_env(env)
+    release = stack.processes.roll_all(f"they log in as {idle} from now on")
     stack.clock.say(f"rotate: {current} loses its password")
-    stack.psql(
+    stack.secrets.psql(
         f"ALTER ROLE {current} WITH PASSWORD NULL; SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
         f"WHERE usename = '{current}' AND datname = '{stack.app}';",
         "rotate",
@@ -1301,15 +1404,15 @@ def rotate(stack, opts):
 
 
 def list_releases(stack):
-    """Print the kept releases, newest first by the history (Stack.ordered), the current one marked
+    """Print the kept releases, newest first by the history (Releases.ordered), the current one marked
     ``*``; the release a rollback goes to; and the last five actions."""
-    current = stack.current()
+    current = stack.releases.current()
     print(f"  {'RELEASE':<31} {'COMMIT':<12} {'BUILT (UTC)':<26} REF")
-    for release in reversed(stack.ordered()):
-        meta = stack.metadata(release)
+    for release in reversed(stack.releases.ordered()):
+        meta = stack.releases.metadata(release)
         mark = "*" if release == current else " "
         print(f"{mark} {release:<31} {meta['commit'][:12]:<12} {meta['built_at']:<26} {meta.get('ref', '')}")
-    target = stack.rollback_target()
+    target = stack.releases.rollback_target()
     print(f"\nA rollback goes to: {target} (it served before the current one)" if target else
           "\nA rollback goes to: none (no kept release served before the current one)")  # fmt: skip
     if stack.history.exists():
@@ -1322,7 +1425,7 @@ def list_releases(stack):
 
 def what_serves(current, running):
     """In words: "X is serving" when every instance runs the current release X (or none runs and none
-    is current), else what each instance of ``running`` (Stack.running) runs and which is current."""
+    is current), else what each instance of ``running`` (Supervisor.running) runs and which is current."""
     if all(release == current for release in running.values()):
         return f"{current or 'no release'} is serving"
     each = ", ".join(f"{name} runs {release}" if release else f"{name} is down" for name, release in running.items())
@@ -1383,16 +1486,16 @@ def main(argv=None):
         print(f"{NAME}-release: another release is running (lock {lock_path})", file=sys.stderr)
         return 2
     if opts.command == "seal":
-        stack.seal_kept()
+        stack.releases.seal_kept()
         return 0
     action = {"deploy": deploy, "rollback": rollback, "restart": restart, "rotate": rotate, "migrate": migrate,
               "activate": activate, "discard": discard, "config": config}[opts.command]  # fmt: skip
-    before = stack.current()
+    before = stack.releases.current()
     command = "prepare" if getattr(opts, "prepare", False) else opts.command  # the history's name of it
     try:
         release = action(stack, opts)
     except StepFailed as failed:
-        serving, running = stack.current(), stack.running()
+        serving, running = stack.releases.current(), stack.supervisor.running()
         clock.say(f"FAILED at step {failed.step}: {failed}")
         print(f"{opts.command} failed at step '{failed.step}'; {what_serves(serving, running)}.", file=sys.stderr)
         commit = getattr(opts, "commit", None)
@@ -1401,7 +1504,8 @@ def main(argv=None):
         return 1
     stack.history.record(command, release, "ok", previous=before)
     if command in ("prepare", "migrate", "discard"):
-        clock.say(f"done: {command} {release}; {stack.current() or 'no release'} is serving ({clock.elapsed():.1f} s)")
+        serving = stack.releases.current() or "no release"
+        clock.say(f"done: {command} {release}; {serving} is serving ({clock.elapsed():.1f} s)")
     else:
         clock.say(f"done: release {release} is serving on {len(stack.instances)} instances ({clock.elapsed():.1f} s)")
     return 0
