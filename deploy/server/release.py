@@ -187,6 +187,7 @@ class Clock:
         self.started = time.monotonic()
 
     def elapsed(self):
+        """Seconds since the command started."""
         return time.monotonic() - self.started
 
     def say(self, message):
@@ -1173,6 +1174,8 @@ def point(link, target):
 
 
 def deploy(stack, opts):
+    """Build a release from the archive on standard input, check it and (unless --prepare) run its
+    release command and activate it; a release that fails before it serves is removed."""
     # The id ends in the commit's first hex digits (7 to 40), after its date and time.
     if opts.release and (
         not RELEASE_ID.match(opts.release) or not opts.commit.startswith(opts.release.rsplit("-")[-1])
@@ -1275,6 +1278,7 @@ def rollback(stack, opts):
 
 
 def restart(stack, opts):
+    """Roll every instance onto the current release and its supervisor program config, one at a time."""
     current = stack.releases.current()
     if current is None:
         raise StepFailed("restart", "no current release: deploy one first")
@@ -1375,6 +1379,7 @@ def scram_verifier(password, rounds=4096):
 
 
 def rotate(stack, opts):
+    """Replace the secret key or the database password with no failed request (the module docstring says how)."""
     env = stack.secrets.read_env()
     if opts.secret == "secret-key":
         old, new = env["SECRET_KEY"], secrets.token_hex(32)
