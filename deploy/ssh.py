@@ -1,11 +1,13 @@
 """How this workstation reaches a host with the OpenSSH client: the TARGETs the operator's
 scripts take (local, vagrant, USER@HOST[:PORT], an inventory file), each host's pyinfra data
 (ssh_config_file, ssh_key, ssh_user, ssh_port, ssh_known_hosts_file, ...) and what runs
-there over SSH. Shared by scripts/release, scripts/secrets and the deploy's login proofs."""
+there over SSH. Shared by every operator script (scripts/provision asks ``python -m deploy.ssh``:
+see main) and the deploy's login proofs."""
 
 import os
 import runpy
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +18,8 @@ REPO = Path(__file__).resolve().parent.parent
 #: The pyinfra host data keys that say how to reach a host.
 SSH_KEYS = ("ssh_config_file", "ssh_key", "ssh_user", "ssh_port", "ssh_known_hosts_file")
 SSH_KEYS += ("ssh_strict_host_key_checking",)
+#: The inventories of the TARGETs local (scripts/machine's machine) and vagrant, relative to the repo.
+INVENTORIES = {"local": "deploy/inventories/local.py", "vagrant": "deploy/inventories/vagrant.py"}
 
 
 class TargetError(Exception):
@@ -25,6 +29,10 @@ class TargetError(Exception):
     def __init__(self, message, status=2):
         super().__init__(message)
         self.status = status
+
+
+class InventoryError(TargetError):
+    """An inventory file that names no hosts (scripts/provision exits 1 on it, the other scripts 2)."""
 
 
 def login_user(data):
@@ -122,7 +130,7 @@ def inventory_hosts(path):
                 found.setdefault(name, {}).update(data)
                 groups.setdefault(name, set()).add(group)
     if not found:
-        raise TargetError(f"inventory {path}: no hosts")
+        raise InventoryError(f"inventory {path}: no hosts")
     declared = any(role in held for held in groups.values() for role in ROLES)
     for name, data in found.items():
         data["_roles"] = tuple(role for role in ROLES if role in groups[name] or not declared)
@@ -146,29 +154,64 @@ def route_is_local():
         raise TargetError("", status=1)  # scripts/machine said why
 
 
-def resolve(target):
-    """The hosts of TARGET as (name, data), the same TARGETs as scripts/provision."""
-    if target == "local":
-        route_is_local()
-        return inventory_hosts(REPO / "deploy/inventories/local.py")
-    if target == "vagrant":
-        (REPO / ".vagrant").mkdir(exist_ok=True)
-        with open(REPO / ".vagrant/ssh-config", "w") as out:
-            if subprocess.run(["vagrant", "ssh-config"], cwd=REPO, stdout=out).returncode:
-                raise TargetError("vagrant ssh-config failed: is the VM up? (vagrant up)")
-        route_is_local()
-        return inventory_hosts(REPO / "deploy/inventories/vagrant.py")
+def parse(target):
+    """TARGET read, touching nothing: ``("inventory", path)`` for local and vagrant (the repo's
+    inventories, relative to it) or FILE.py; ``("login", (user, host, port))`` for USER@HOST[:PORT]
+    (port None when it names none); TargetError for anything else."""
+    if target in INVENTORIES:
+        return "inventory", INVENTORIES[target]
     if target.endswith(".py"):
-        if not Path(target).is_file():
-            raise TargetError(f"inventory {target}: no such file")
-        return inventory_hosts(Path(target))
+        return "inventory", target
     if "@" in target:
         user, _, hostport = target.partition("@")
         host, _, port = hostport.partition(":")
         if not user or not host or (port and not port.isdigit()):
             raise TargetError(f"bad target {target}: expected USER@HOST[:PORT]")
-        return [(host, {"ssh_user": user, **({"ssh_port": int(port)} if port else {})})]
+        return "login", (user, host, int(port) if port else None)
     raise TargetError(f"bad target {target}: expected local, vagrant, USER@HOST[:PORT] or an inventory .py file")
+
+
+def resolve(target):
+    """The hosts of TARGET as (name, data), the same TARGETs as scripts/provision."""
+    kind, value = parse(target)
+    if kind == "login":
+        user, host, port = value
+        return [(host, {"ssh_user": user, **({"ssh_port": port} if port else {})})]
+    if target == "vagrant":
+        (REPO / ".vagrant").mkdir(exist_ok=True)
+        with open(REPO / ".vagrant/ssh-config", "w") as out:
+            if subprocess.run(["vagrant", "ssh-config"], cwd=REPO, stdout=out).returncode:
+                raise TargetError("vagrant ssh-config failed: is the VM up? (vagrant up)")
+    if target in INVENTORIES:
+        route_is_local()
+        return inventory_hosts(REPO / value)
+    if not Path(target).is_file():
+        raise TargetError(f"inventory {target}: no such file")
+    return inventory_hosts(Path(target))
+
+
+def pyinfra_args(target):
+    """scripts/provision's pyinfra arguments for TARGET, once resolve() has checked it: the inventory
+    file, or ``--user USER [--sudo] [--port PORT] HOST`` for USER@HOST[:PORT] (root needs no sudo: a
+    fresh server may not have it yet; anyone else does). Provision also refuses vagrant when it is
+    not installed, and local before scripts/machine has made the machine's SSH config."""
+    kind, value = parse(target)
+    if target == "vagrant" and not shutil.which("vagrant"):
+        raise TargetError("vagrant is not installed")
+    found = resolve(target)
+    if kind == "inventory":
+        if target == "local" and not Path(found[0][1]["ssh_config_file"]).is_file():
+            raise TargetError("no local machine: scripts/machine start")
+        return [value]
+    user, host, port = value
+    return ["--user", user, *([] if user == "root" else ["--sudo"]), *(["--port", str(port)] if port else []), host]
+
+
+def on_port(target, port):
+    """TARGET once this run moved SSH to ``port``: USER@HOST:PORT for USER@HOST[:PORT] (an inventory
+    names its own ssh_port)."""
+    kind, value = parse(target)
+    return f"{value[0]}@{value[1]}:{port}" if kind == "login" else target
 
 
 def hosts(target, prog, role=None):
@@ -246,3 +289,34 @@ class Host:
         return subprocess.run(
             ["git", "-C", repo, "push", "--force", url, f"{commit}:refs/heads/{self.branch}"], env=env
         ).returncode
+
+
+def main(argv):
+    """scripts/provision's questions about a TARGET (its messages and exit statuses): ``pyinfra-args
+    TARGET`` prints pyinfra's arguments for it, each ended by a NUL; ``on-port TARGET PORT`` prints
+    the TARGET to log in to once SSH moved to PORT."""
+    match argv:
+        case ["pyinfra-args", target]:
+            try:
+                args = pyinfra_args(target)
+            except TargetError as error:
+                if str(error):
+                    print(f"provision: {error}", file=sys.stderr)
+                return 1 if isinstance(error, InventoryError) else error.status
+            except Exception as error:
+                if not target.endswith(".py"):
+                    raise
+                # An inventory file Python cannot run: its error, without a traceback.
+                print(f"provision: inventory {target}: {type(error).__name__}: {error}", file=sys.stderr)
+                return 1
+            sys.stdout.write("".join(f"{arg}\0" for arg in args))
+            return 0
+        case ["on-port", target, port]:
+            print(on_port(target, port))
+            return 0
+    print("usage: python -m deploy.ssh pyinfra-args TARGET | on-port TARGET PORT", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
