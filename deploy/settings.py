@@ -453,7 +453,7 @@ def stack():
             "the other ports now (default [80, 443]); SSH's is sshd_port (default: the one you log in on)"
         )
     # Moving SSH: sshd listens on both ports (and the firewall opens both) until a login on the new
-    # one is proven (deploy/tasks/hardening.py); then only sshd_port is left.
+    # one is proven (deploy/tasks/ssh.py); then only sshd_port is left.
     s["ssh_port_move"] = bool(s["login_port"]) and s["login_port"] != s["sshd_port"]
     s["ssh_ports"] = [s["sshd_port"]]
     # The other side of the backups reaches SSH without the rate limit, and is never banned: a ban

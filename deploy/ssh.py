@@ -2,7 +2,7 @@
 scripts take (local, vagrant, USER@HOST[:PORT], an inventory file), each host's pyinfra data
 (ssh_config_file, ssh_key, ssh_user, ssh_port, ssh_known_hosts_file, ...) and what runs
 there over SSH. Shared by every operator script (scripts/provision asks ``python -m deploy.ssh``:
-see main) and the deploy's login proofs."""
+see main) and the deploy's login proofs (deploy/tasks/ssh.py)."""
 
 import os
 import runpy
@@ -47,53 +47,6 @@ def try_login(data, destination, user, *command):
     60 s in all); returns (the argv, the CompletedProcess)."""
     cmd = [*ssh_command(data, user=user), "-o", "ConnectTimeout=10", destination, *command]
     return cmd, subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
-
-
-def known_hosts_name(destination, port):
-    """How known_hosts names ``destination`` reached on ``port``: ``HOST`` on 22, else ``[HOST]:PORT``."""
-    return destination if int(port or 22) == 22 else f"[{destination}]:{port}"
-
-
-def trust_moved_port(data, destination, old, new):
-    """On this workstation: copy the host keys known for ``destination`` on port ``old`` to port
-    ``new`` in the known_hosts file ssh uses for it (``ssh -G``), so a login on the new port checks
-    the same, already trusted keys (OpenSSH names a host on another port ``[HOST]:PORT`` and would
-    refuse it as unknown). Returns the entries added (none when there are none to copy)."""
-    cmd = [*ssh_command({**data, "ssh_port": old}), "-G", destination]
-    config = subprocess.run(cmd, capture_output=True, text=True, check=False).stdout.splitlines()
-    option = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in config if " " in line}
-    files = option.get("userknownhostsfile", "").split()
-    if not files or files[0] == "/dev/null":
-        return []
-    path = os.path.expanduser(files[0])
-    if option.get("hostkeyalias"):
-        return []  # ssh checks the alias's keys whatever the port
-    # known_hosts names the host by the HostName an alias (ssh_config's Host, e.g. "default") stands for.
-    destination = option.get("hostname") or destination
-
-    def keys(port):
-        found = subprocess.run(
-            ["ssh-keygen", "-F", known_hosts_name(destination, port), "-f", path],
-            capture_output=True, text=True, check=False,
-        ).stdout  # fmt: skip
-        return {tuple(line.split()[1:3]) for line in found.splitlines() if line and line[0] not in "#@"}
-
-    added = [f"{known_hosts_name(destination, new)} {kind} {key}\n" for kind, key in keys(old) - keys(new)]
-    if added:
-        with open(path, "a", encoding="ascii") as known:
-            known.writelines(sorted(added))
-    return added
-
-
-def this_host(port=None):
-    """The current pyinfra host's SSH data and destination, for try_login (plain values, not
-    HostData); with ``port``, the data dial that port instead (SSH moved by this run)."""
-    from pyinfra import host
-
-    data = {key: host.data.get(key) for key in SSH_KEYS}
-    if port:
-        data["ssh_port"] = port
-    return data, host.data.get("ssh_hostname") or host.name
 
 
 def ssh_command(data, user=None):

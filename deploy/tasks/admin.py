@@ -1,30 +1,15 @@
 """First contact with a fresh server as root: an admin user with the operator's keys and sudo,
-proven over a second SSH connection, and only then no root login (deploy/tasks/hardening.py)."""
+proven over a second SSH connection, and only then no root login (deploy/tasks/ssh.py)."""
 
 import io
 
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import Sha1File
-from pyinfra.operations import files, python, server
+from pyinfra.operations import files, server
 
 from deploy.operations import config_files
-from deploy.ssh import this_host, try_login
-from deploy.tasks.hardening import sshd_dropin
-
-
-class AdminLoginFailed(RuntimeError):
-    """The admin user could not log in and sudo: root's login was left as it was."""
-
-
-def prove_admin_login(user, data, destination):
-    """On this workstation: log in as ``user`` over a new SSH connection and run ``sudo -n true``."""
-    cmd, proof = try_login(data, destination, user, "sudo", "-n", "true")
-    if proof.returncode != 0:
-        raise AdminLoginFailed(
-            f"`{' '.join(cmd)}` exited {proof.returncode}: {proof.stderr.strip()[-500:]}. Root can still log in "
-            f"(PermitRootLogin prohibit-password); fix admin_authorized_keys or the key you use, then provision again."
-        )
+from deploy.tasks.ssh import close_root_login
 
 
 @deploy("First contact")
@@ -70,19 +55,4 @@ def first_contact(s):
         files=[("hardening/sudoers.d/admin.j2", f"/etc/sudoers.d/{admin}", "440", s)],
         check="visudo -cqf {}",
     )
-    moved = s["sshd_port"] if s["ssh_port_move"] else None  # SSH moved to sshd_port earlier in this run
-    data, destination = this_host(moved)
-    python.call(
-        name=f"Prove that {admin}@{destination} can log in and use sudo (a second SSH connection).",
-        function=prove_admin_login,
-        user=admin,
-        data=data,
-        destination=destination,
-    )
-    sshd_dropin({**s, "permit_root_login": "no"}, "Close root's SSH login: the admin user is proven.", admin, moved)
-    port = moved or data.get("ssh_port")
-    target = f"{admin}@{destination}" + (f":{port}" if port and int(port) != 22 else "")
-    python.call(
-        name=f"From now on, log in as {admin}: scripts/provision {target}",
-        function=lambda: print(f"\n    Root can no longer log in. From now on: {target}\n"),
-    )
+    close_root_login(s)

@@ -1,92 +1,16 @@
-"""Host hardening (docs/security.md): SSH, network sysctls, the firewall, security updates."""
-
-import time
+"""Host hardening (docs/security.md): SSH, network sysctls, the firewall, security updates. The sshd
+drop-in, the move to sshd_port and their login proofs are deploy/tasks/ssh.py's."""
 
 from pyinfra import host
-from pyinfra.api import StringCommand, deploy
+from pyinfra.api import deploy
 from pyinfra.facts.files import File
 from pyinfra.operations import files, python, server, systemd
 
 from deploy.facts import FirewallLoaded, SysctlDrift
 from deploy.operations import config_files, dropin
-from deploy.ssh import this_host, trust_moved_port, try_login
+from deploy.tasks.ssh import finish_ssh_move, sshd_dropin
 
-SSHD_DROPIN = "/etc/ssh/sshd_config.d/10-todo-hardening.conf"
 SYSCTL = "/etc/sysctl.d/90-todo-hardening.conf"
-# sshd checks a drop-in only through a main config that includes it: this one reads the new copy
-# first (sshd keeps the first value it reads), then the real configuration.
-SSHD_CHECK = (
-    "printf 'Include {}\\nInclude /etc/ssh/sshd_config\\n' > {}.main && sshd -t -f {}.main; "
-    "rc=$?; rm -f {}.main; exit $rc"
-)
-
-
-class LoginLost(RuntimeError):
-    """After sshd's configuration changed, this run's own login no longer worked: it was undone."""
-
-
-class SshPortUnreachable(RuntimeError):
-    """Moving SSH: no login could be proven on the new port; sshd and the firewall are back on the old one."""
-
-
-def proven(data, destination, user, port=None, tries=3):
-    """On this workstation: (argv, CompletedProcess) of a new SSH login as ``user``, tried up to
-    ``tries`` times 2 s apart (sshd re-executes itself on a reload). With ``port``, the login
-    must have reached sshd on that port as the server sees it (SSH_CONNECTION), not a port
-    forwarded to another one (NAT, Vagrant)."""
-    for attempt in range(tries):
-        cmd, proof = try_login(data, destination, user, 'echo "$SSH_CONNECTION"')
-        fields = proof.stdout.split()
-        if proof.returncode == 0 and port and (len(fields) != 4 or fields[3] != str(port)):
-            proof.returncode, proof.stderr = 1, f"the login reached sshd's port {fields[3:]}, not {port} (NAT?)"
-        if proof.returncode == 0 or attempt == tries - 1:
-            return cmd, proof
-        time.sleep(2)
-
-
-def prove_login(user, data, destination, ports):
-    """On this workstation: a new SSH login as ``user`` (this run's login user) must still work
-    after sshd changed (e.g. a key the new algorithms refuse). If not, put a drop-in with only
-    the ``ports`` the firewall lets in (Debian's sshd settings otherwise, as before the stack's
-    hardening), reload sshd and stop the run."""
-    cmd, proof = proven(data, destination, user)
-    if proof.returncode != 0:
-        lines = "".join(f"Port {port}\\n" for port in ports)
-        undo = f"printf '{lines}' > {SSHD_DROPIN} && chmod 600 {SSHD_DROPIN} && systemctl reload ssh"
-        host.run_shell_command(StringCommand(undo), _sudo=user != "root")
-        raise LoginLost(
-            f"`{' '.join(cmd)}` exited {proof.returncode} after sshd's hardening: {proof.stderr.strip()[-400:]}. "
-            f"The drop-in now holds only the SSH port(s) {ports} and sshd was reloaded; log in with an ed25519 "
-            "key (or RSA >= 3072 bits), run again."
-        )
-
-
-def sshd_dropin(s, name, user=None, port=None):
-    """Ensure the SSH hardening drop-in (checked with sshd -t; listening on ``s["ssh_ports"]``),
-    reload sshd if it changed, and prove that ``user`` (default: this run's login user) can still
-    log in, on ``port`` (default: where this run connected), else undo it."""
-    sshd = config_files(
-        name=name,
-        files=[("hardening/sshd_config.d/10-todo-hardening.conf.j2", SSHD_DROPIN, "600", s)],
-        check=SSHD_CHECK,
-    )
-    systemd.service(
-        name="Reload sshd: its configuration changed and is valid.",
-        service="ssh",
-        reloaded=True,
-        _if=sshd.did_change,
-    )
-    user = user or s["login_user"]
-    data, destination = this_host(port)
-    python.call(
-        name=f"Prove that {user} can still log in over a new SSH connection (else undo the drop-in).",
-        function=prove_login,
-        user=user,
-        data=data,
-        destination=destination,
-        ports=s["ssh_ports"],
-        _if=sshd.did_change,
-    )
 
 
 def firewall(s, name):
@@ -115,32 +39,11 @@ def firewall(s, name):
     )
 
 
-def finish_ssh_move(s):
-    """Moving SSH (sshd and the firewall on both ports now): prove a new login on ``sshd_port``
-    from this workstation (3 tries, 2 s apart), then close the old port; if no login is proven,
-    close the new one instead and raise SshPortUnreachable. Runs as nested operations."""
-    old, new = s["login_port"], s["sshd_port"]
-    data, destination = this_host(new)
-    trust_moved_port(data, destination, this_host()[0].get("ssh_port") or old, new)
-    cmd, proof = proven(data, destination, s["login_user"], port=new)
-    kept = new if proof.returncode == 0 else old
-    final = {**s, "ssh_ports": [kept]}
-    sshd_dropin(final, f"sshd listens on port {kept} only.", port=new if kept == new else None)
-    firewall(final, f"The firewall lets SSH in on port {kept} only.")
-    if kept == old:
-        raise SshPortUnreachable(
-            f"no login on port {new}: `{' '.join(cmd)}` exited {proof.returncode}: {proof.stderr.strip()[-300:]}. "
-            f"SSH stays on port {old}. Is port {new} blocked before the server (a provider's firewall)?"
-        )
-    user = s["admin_user"] if s["login_user"] == "root" else s["login_user"]
-    print(f"\n    SSH moved from port {old} to {new}. From now on: {user}@{destination}:{new} (ssh_port {new})\n")
-
-
 @deploy("Hardening")
 def hardening(s):
     """Ensure SSH, sysctl, firewall and update controls, each checked before it takes effect."""
     # Logged in as root (first contact): root keeps its key login until deploy/tasks/admin.py has
-    # proven the admin user's; any other login user means that happened already.
+    # proven the admin user's (deploy/tasks/ssh.py); any other login user means that happened already.
     first_contact = s["login_user"] == "root"
     s = {**s, "permit_root_login": "prohibit-password" if first_contact else "no"}
     # Moving SSH to sshd_port: first the firewall and sshd open it beside the port of this login.
@@ -158,6 +61,7 @@ def hardening(s):
             f"port {s['login_port']} (if none is proven: close {s['sshd_port']} and stop).",
             function=finish_ssh_move,
             s=s,
+            firewall=firewall,
         )
     files.file(
         name="Ensure sshd_config is root-only (dev-sec sshd-02).",
