@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from tests import helpers
-from tests.apps.conftest import IHATEMONEY, current, ihatemoney_requirements, process_release
+from tests.apps.conftest import IHATEMONEY, IHATEMONEY_PROCFILE, current, ihatemoney_requirements, process_release
 from tests.conftest import run_script
 from tests.load import PathsLoad
 
@@ -136,3 +136,22 @@ def test_a_configuration_change_reaches_the_app_with_no_failed_request(ihatemone
     status, out = repo.run("sh", "-c", 'printf "%s\\n" "$MAIL_DEFAULT_SENDER"')
     assert status == 0 and out.strip().splitlines()[-1] == value
     assert run_script("scripts/config", "unset", "MAIL_DEFAULT_SENDER", "--target", repo.inventory)[0] == 0
+
+
+def test_a_worker_that_crash_loops_stops_the_release_with_the_old_one_serving(ihatemoney, ihatemoney_host):
+    """A process type whose command exits at once: supervisor gives up on it (startretries), the
+    release fails at its process types with the program's log in the output, and the release
+    before it is put back on the instances and the worker."""
+    repo, _ = ihatemoney
+    serving = current(ihatemoney_host, APP)
+    worker = 'worker: while sleep 5; do echo "worker alive"; done'
+    assert worker in IHATEMONEY_PROCFILE
+    repo.commit("a worker that gives up at once", lambda path: (path / "Procfile").write_text(
+        IHATEMONEY_PROCFILE.replace(worker, 'worker: echo "worker gives up"; exit 3')))  # fmt: skip
+    status, out = repo.release()
+    assert status == 1, out[-3000:]
+    assert "step 'processes'" in out and "did not start" in out and "worker gives up" in out, out[-3000:]
+    assert current(ihatemoney_host, APP) == serving
+    for program in (*INSTANCES, f"{APP}-worker-0"):
+        assert process_release(ihatemoney_host, program)[0] == serving, program
+    assert "train tickets" in project_page()

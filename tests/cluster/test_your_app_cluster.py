@@ -49,7 +49,7 @@ def test_ihatemoney_replaces_the_sample_app_host_by_host_with_its_migrations_onc
     # provisioning changes no running process, and the sample app keeps serving.
     status, out = run("scripts/provision", INVENTORY, timeout=1500)
     assert status == 0, out[-4000:]
-    assert "has a release already; not releasing" in out
+    assert "has a release already" in out
     # "/" answers 200 in both apps: the load sees every request of the switch, none may fail.
     with PathsLoad(LB, ["/"], clients=6, max_seconds=600) as load:
         status, out = ihatemoney.release()
