@@ -9,7 +9,7 @@ deploy/settings.py. pyinfra runs from the repo root (scripts/provision), which i
 sys.path for ``deploy.*``.
 """
 
-from deploy.operations import barrier
+from deploy.operations import barrier, server_common
 from deploy.settings import stack
 from deploy.tasks.acme import acme
 from deploy.tasks.admin import first_contact
@@ -36,6 +36,8 @@ hardening(s)
 if stack_host:
     users_and_directories(s)
     generated = secrets(s)
+if stack_host or "lb" in roles:
+    server_common(s)  # the server tools' module (/usr/local/lib/<app>), before any of them
 if "db" in roles:
     postgresql(s, generated)
 barrier(name="Wait for every host's database steps (the database host's certificate exists before it is copied).")

@@ -146,32 +146,29 @@ def dropin(unit, s):
     return put
 
 
-def server_tool(s, tool, settings=None):
-    """Ensure the stack's server tool ``tool`` (release, backup, status, logs, maintenance):
-    deploy/server/<tool>.py as /usr/local/sbin/<app>-<tool> (root 0755), and with ``settings`` (a
-    dict) the settings it reads, /etc/<app>/<tool>.json (root 0644, sorted keys).
-
-    First the module every tool imports, deploy/server/server_common.py as <lib>/server_common.py
-    (root 0644; <lib>, /usr/local/lib/<app>, root 0755, made here too: a load balancer apart has no
-    other use for it), so that wherever a tool is, the module is, and before the tool. A host with
-    several tools ensures it once a tool; every check after the first finds it in place.
-    """
-    app = s["app_name"]
-    files.directory(
-        name=f"Ensure {s['lib']} (root 0755): the server tools' shared module is there.",
-        path=s["lib"],
-        user="root",
-        group="root",
-        mode="755",
-    )
+def server_common(s):
+    """Ensure the module every server tool imports: <lib> (/usr/local/lib/<app>, root 0755; also the
+    home of launch, gunicorn.conf.py and healthcheck.py on an app host) and
+    deploy/server/server_common.py in it (root 0644). Once per host, before its first tool
+    (server_tool), on every host that gets one: app, database and load balancer hosts."""
+    files.directory(name=f"Ensure {s['lib']} (root:root 0755).", path=s["lib"], user="root", group="root",
+                    mode="755")  # fmt: skip
     files.put(
-        name=f"Ensure {s['lib']}/server_common.py, which the {tool} tool imports.",
+        name=f"Ensure {s['lib']}/server_common.py, which every server tool imports.",
         src="deploy/server/server_common.py",
         dest=f"{s['lib']}/server_common.py",
         user="root",
         group="root",
         mode="644",
     )
+
+
+def server_tool(s, tool, settings=None):
+    """Ensure the stack's server tool ``tool`` (release, backup, status, logs, maintenance):
+    deploy/server/<tool>.py as /usr/local/sbin/<app>-<tool> (root 0755), and with ``settings`` (a
+    dict) the settings it reads, /etc/<app>/<tool>.json (root 0644, sorted keys). It imports
+    <lib>/server_common.py, which server_common has put there first."""
+    app = s["app_name"]
     files.put(
         name=f"Ensure the {tool} tool /usr/local/sbin/{app}-{tool}.",
         src=f"deploy/server/{tool}.py",

@@ -19,7 +19,7 @@ UNBORN_HEAD = "refs/heads/no-branch-checked-out"
 def releases(s):
     """Ensure the release tool, its settings, the deploy group's sudo rule and the push repository."""
     server_tool(s, "release", {key: s[key] for key in RELEASE_SETTINGS})
-    # Beside server_common.py, which they import (server_tool has just put it there).
+    # Beside server_common.py, which they import (deploy.py's server_common step put it there).
     for src, dest, mode in (("launch.py", "launch", "755"), ("gunicorn.conf.py", "gunicorn.conf.py", "644"),
                             ("healthcheck.py", "healthcheck.py", "644"),
                             ("gunicorn-requirements.txt", "gunicorn-requirements.txt", "644")):  # fmt: skip

@@ -44,8 +44,6 @@ def users_and_directories(s):
         # The app's directories kept across releases (shared_dirs): root's above each one, which is the app's.
         (f"/var/lib/{app}", "root", "root", "755"),
         (s["shared"], "root", "root", "755"),
-        # The stack's parts every process of the app starts through (launch, gunicorn.conf.py).
-        (s["lib"], "root", "root", "755"),
     ]:
         files.directory(name=f"Ensure {path} ({owner}:{group} {mode}).", path=path, user=owner, group=group, mode=mode)
 
