@@ -158,16 +158,22 @@ def ihatemoney_requirements(version):
     return f"ihatemoney=={version}\npsycopg2-binary==2.9.13\ngunicorn==27.0.1\n"
 
 
-@pytest.fixture(scope="session")
-def ihatemoney(tmp_path_factory):
-    """The operator's thin repository of ihatemoney, released onto its own machine from bare by
-    scripts/provision; (the repository, the provisioning's output)."""
-    path = tmp_path_factory.mktemp("ihatemoney") / "ihatemoney"
+def ihatemoney_repo(path, inventory):
+    """The operator's thin repository of ihatemoney made at ``path`` (a new directory): its pinned
+    requirements (the first version), its Procfile and its settings file; an AppRepo for ``inventory``."""
     path.mkdir()
     (path / "requirements.txt").write_text(ihatemoney_requirements(IHATEMONEY[0]))
     (path / "Procfile").write_text(IHATEMONEY_PROCFILE)
     (path / "ihatemoney.cfg").write_text(IHATEMONEY_CFG)
-    repo = AppRepo(path, IHATEMONEY_INVENTORY)
+    return AppRepo(path, inventory)
+
+
+@pytest.fixture(scope="session")
+def ihatemoney(tmp_path_factory):
+    """The operator's thin repository of ihatemoney, released onto its own machine from bare by
+    scripts/provision; (the repository, the provisioning's output)."""
+    repo = ihatemoney_repo(tmp_path_factory.mktemp("ihatemoney") / "ihatemoney", IHATEMONEY_INVENTORY)
+    path = repo.path
     named_machine("ihatemoney", IHATEMONEY_ADDRESS)
     status, out = run_script("scripts/provision", IHATEMONEY_INVENTORY, "--app", str(path), timeout=1500)
     assert status == 0, out[-6000:]

@@ -7,7 +7,6 @@ and say why.
 
 The tests run in order and build on each other (the database init-db makes, the post made)."""
 
-import json
 import re
 import uuid
 
@@ -19,6 +18,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from tests import helpers
 from tests.apps.conftest import current, process_release
 from tests.conftest import run_script
+from tests.host.test_monitoring import prometheus
 from tests.load import PathsLoad
 
 pytestmark = pytest.mark.usefixtures("flaskr_site")
@@ -192,11 +192,6 @@ def test_a_configuration_change_rolls_with_no_failed_request(flaskr, flaskr_host
     status, out = run_script("scripts/config", "unset", "GREETING", "--target", flaskr.inventory)
     assert status == 0, out[-3000:]
     assert "GREETING" not in flaskr_host.check_output(f"cat /etc/{APP}/config.env")
-
-
-def prometheus(host, path):
-    """Prometheus's HTTP API on the app's server: the ``data`` of GET /api/v1/<path>."""
-    return json.loads(helpers.local_get(host, f"http://127.0.0.1:9090/api/v1/{path}"))["data"]
 
 
 def test_request_metrics_and_alerts_for_an_app_with_no_metrics_of_its_own(flaskr_host):

@@ -7,20 +7,13 @@ answers (one SECRET_KEY across the hosts, one database).
 
 Destructive and last: the cluster serves ihatemoney afterwards (the phase destroys it)."""
 
-import re
 import uuid
 
 import pytest
 
 from tests import helpers
-from tests.apps.conftest import (
-    IHATEMONEY,
-    IHATEMONEY_CFG,
-    IHATEMONEY_PROCFILE,
-    AppRepo,
-    current,
-    ihatemoney_requirements,
-)
+from tests.apps.conftest import current, ihatemoney_repo
+from tests.apps.test_ihatemoney import CSRF
 from tests.cluster.conftest import APP_HOSTS, LB, app_request, run
 from tests.cluster.test_release_cluster import history
 from tests.load import PathsLoad
@@ -28,18 +21,12 @@ from tests.load import PathsLoad
 pytestmark = pytest.mark.destructive
 
 INVENTORY = "deploy/inventories/cluster-ihatemoney.py"
-CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
 
 @pytest.fixture(scope="module")
 def ihatemoney(tmp_path_factory):
-    """The operator's thin repository of ihatemoney (tests/apps/conftest.py's files)."""
-    path = tmp_path_factory.mktemp("cluster-ihatemoney") / "ihatemoney"
-    path.mkdir()
-    (path / "requirements.txt").write_text(ihatemoney_requirements(IHATEMONEY[0]))
-    (path / "Procfile").write_text(IHATEMONEY_PROCFILE)
-    (path / "ihatemoney.cfg").write_text(IHATEMONEY_CFG)
-    return AppRepo(path, INVENTORY)
+    """The operator's thin repository of ihatemoney (tests/apps/conftest.py's)."""
+    return ihatemoney_repo(tmp_path_factory.mktemp("cluster-ihatemoney") / "ihatemoney", INVENTORY)
 
 
 def test_ihatemoney_replaces_the_sample_app_host_by_host_with_its_migrations_once_and_no_failed_request(
