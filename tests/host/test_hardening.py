@@ -258,7 +258,7 @@ def test_postgresql_stores_scram_sha_256_only(host):
 SANDBOX_EXPOSURE_MAX = 5.0
 
 
-@pytest.mark.parametrize("unit", ["nginx.service", "supervisor.service"])
+@pytest.mark.parametrize("unit", ["nginx.service", "supervisor.service", "mtail.service"])
 def test_systemd_analyze_security_rates_the_unit_medium_or_better(host, unit):
     """systemd's own judge of the unit's sandbox (systemd-analyze(1), "security")."""
     out = host.check_output(f"systemd-analyze security --no-pager {unit} 2>&1 | tail -1")
@@ -266,7 +266,7 @@ def test_systemd_analyze_security_rates_the_unit_medium_or_better(host, unit):
     assert exposure <= SANDBOX_EXPOSURE_MAX, out
 
 
-@pytest.mark.parametrize("unit", ["nginx.service", "supervisor.service"])
+@pytest.mark.parametrize("unit", ["nginx.service", "supervisor.service", "mtail.service"])
 def test_the_running_service_has_its_sandbox(host, unit):
     """The running main process has the drop-in's sandbox (no new privileges, a narrow capability
     bounding set, a read-only /usr), not only the unit file: provisioning restarted it."""
